@@ -1,0 +1,1 @@
+"""Write-Audit-Publish data-quality gate: Prefect 3 + Great Expectations + branching Iceberg lakehouse."""

@@ -1,0 +1,87 @@
+"""The lakehouse layer: one client interface, two backends.
+
+`connect()` returns a client whose methods follow `bauplan.Client`'s names and parameters
+(create_branch, has_branch, delete_branch, get_branches, create_table, import_data, has_table,
+get_table, scan, query, merge_branch, get_commits). The embedded "local" backend is the default;
+"bauplan" passes through to the hosted service. Both raise the exceptions in `errors`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import (
+    AuthenticationError,
+    BackendUnavailableError,
+    BranchExistsError,
+    BranchNotFoundError,
+    ConcurrentUpdateError,
+    ImportFailedError,
+    InvalidNameError,
+    LakehouseError,
+    MergeConflictError,
+    QueryError,
+    RefNotFoundError,
+    SourceError,
+    TableExistsError,
+    TableNotFoundError,
+)
+from .models import Branch, Commit, ImportState, TableField, TableInfo
+from .names import DEFAULT_NAMESPACE, MAIN
+
+Backend = Literal["local", "bauplan"]
+BACKENDS: tuple[str, ...] = ("local", "bauplan")
+DEFAULT_LAKEHOUSE = ".lakehouse"
+
+
+def default_backend() -> str:
+    return os.environ.get("WAP_BACKEND") or "local"
+
+
+def default_lakehouse() -> str:
+    return os.environ.get("WAP_LAKEHOUSE") or DEFAULT_LAKEHOUSE
+
+
+def connect(backend: str | None = None, lakehouse: str | os.PathLike[str] | None = None, **options: Any):
+    """Open a lakehouse client. `lakehouse` is the embedded backend's directory (ignored by Bauplan)."""
+    backend = backend or default_backend()
+    if backend == "local":
+        from .local import LocalClient
+
+        return LocalClient(Path(lakehouse or default_lakehouse()), **options)
+    if backend == "bauplan":
+        from .bauplan_backend import BauplanClient
+
+        return BauplanClient(**options)
+    raise InvalidNameError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_NAMESPACE",
+    "MAIN",
+    "AuthenticationError",
+    "BackendUnavailableError",
+    "Branch",
+    "BranchExistsError",
+    "BranchNotFoundError",
+    "Commit",
+    "ConcurrentUpdateError",
+    "ImportFailedError",
+    "ImportState",
+    "InvalidNameError",
+    "LakehouseError",
+    "MergeConflictError",
+    "QueryError",
+    "RefNotFoundError",
+    "SourceError",
+    "TableExistsError",
+    "TableField",
+    "TableInfo",
+    "TableNotFoundError",
+    "connect",
+    "default_backend",
+    "default_lakehouse",
+]

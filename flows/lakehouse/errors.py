@@ -1,0 +1,80 @@
+"""One set of exceptions for every lakehouse backend.
+
+Both the embedded catalog and the Bauplan pass-through raise these, so callers (the flow, the CLI)
+handle one vocabulary. Each message names what is missing or wrong.
+"""
+
+from __future__ import annotations
+
+
+class LakehouseError(Exception):
+    """Base class of every lakehouse error."""
+
+
+class InvalidNameError(LakehouseError, ValueError):
+    """A branch, namespace, table or ref name that is not allowed."""
+
+
+class BranchExistsError(LakehouseError):
+    def __init__(self, branch: str) -> None:
+        super().__init__(f"branch already exists: {branch}")
+        self.branch = branch
+
+
+class BranchNotFoundError(LakehouseError):
+    def __init__(self, branch: str) -> None:
+        super().__init__(f"branch not found: {branch}")
+        self.branch = branch
+
+
+class RefNotFoundError(LakehouseError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"ref not found: {ref}")
+        self.ref = ref
+
+
+class TableNotFoundError(LakehouseError):
+    def __init__(self, table: str, ref: str) -> None:
+        super().__init__(f"table not found: {table} on {ref}")
+        self.table = table
+        self.ref = ref
+
+
+class TableExistsError(LakehouseError):
+    def __init__(self, table: str, ref: str) -> None:
+        super().__init__(f"table already exists: {table} on {ref}")
+        self.table = table
+        self.ref = ref
+
+
+class MergeConflictError(LakehouseError):
+    def __init__(self, source_ref: str, into_branch: str, tables: list[str]) -> None:
+        names = ", ".join(tables) if tables else "(unknown tables)"
+        super().__init__(f"merge conflict: {source_ref} into {into_branch}; changed on both sides: {names}")
+        self.source_ref = source_ref
+        self.into_branch = into_branch
+        self.tables = tables
+
+
+class ConcurrentUpdateError(LakehouseError):
+    """A commit was based on a branch head that another writer has since moved."""
+
+
+class SourceError(LakehouseError):
+    """A data source that is missing, matches no file, or cannot be read or parsed."""
+
+
+class QueryError(LakehouseError):
+    """A query that is refused (not read-only) or fails."""
+
+
+class ImportFailedError(LakehouseError):
+    """The backend reported that an import job did not succeed."""
+
+
+class BackendUnavailableError(LakehouseError):
+    """A transient failure talking to the backend (network, service, lock timeout): safe to retry."""
+
+
+class AuthenticationError(LakehouseError):
+    """The backend refused the credentials (the key itself is never included)."""

@@ -1,0 +1,60 @@
+"""Plain records returned by every backend (shaped after bauplan's models)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Branch:
+    name: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Commit:
+    hash: str
+    parent_hashes: list[str]
+    message: str
+    author: str
+    authored_date: datetime
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return self.hash
+
+
+@dataclass(frozen=True)
+class TableField:
+    name: str
+    type: str
+    required: bool
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    namespace: str
+    fields: list[TableField]
+    records: int | None
+    metadata_location: str | None
+    snapshot_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fqn(self) -> str:
+        return f"{self.namespace}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ImportState:
+    """Outcome of a successful `import_data` (failures raise instead)."""
+
+    job_status: str
+    rows: int | None
+    table: str
+    branch: str
+    job_id: str | None = None

@@ -1,0 +1,338 @@
+"""Git-like refs over Iceberg tables, kept in SQLite.
+
+A commit is a snapshot of the whole catalog: a tree mapping `namespace.table` to the table's Iceberg
+metadata location (metadata files are immutable, so sharing them between commits copies nothing).
+A branch is a row pointing at a commit. Every change is one SQLite transaction (BEGIN IMMEDIATE) that
+checks the branch head it was based on: a writer whose base moved is rebased only when none of the
+tables it touches changed, and rejected otherwise. A process killed at any instant leaves each ref at
+its old or its new commit, never in between, because SQLite's journal makes the transaction atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import (
+    BackendUnavailableError,
+    BranchExistsError,
+    BranchNotFoundError,
+    ConcurrentUpdateError,
+    InvalidNameError,
+    MergeConflictError,
+    RefNotFoundError,
+)
+from .models import Branch, Commit
+from .names import MAIN, split_ref
+
+Tree = dict[str, str]  # "namespace.table" -> metadata location
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS commits (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash TEXT NOT NULL UNIQUE,
+    parent TEXT,
+    merge_parent TEXT,
+    message TEXT NOT NULL,
+    author TEXT NOT NULL,
+    committed_at REAL NOT NULL,
+    properties TEXT NOT NULL,
+    tree TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refs (
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL REFERENCES commits(hash),
+    created_at REAL NOT NULL
+);
+"""
+
+
+# Every commit reachable from the bound hash, through first and merge parents.
+_ANCESTORS = """
+WITH RECURSIVE
+  edges(child, parent) AS (
+    SELECT hash, parent FROM commits WHERE parent IS NOT NULL
+    UNION ALL SELECT hash, merge_parent FROM commits WHERE merge_parent IS NOT NULL
+  ),
+  anc(h) AS (SELECT ? UNION SELECT e.parent FROM edges e JOIN anc ON e.child = anc.h)
+"""
+
+
+@dataclass(frozen=True)
+class ResolvedRef:
+    ref: str
+    branch: str
+    hash: str  # the commit the ref points to
+    is_head: bool  # False for branch@hash (read-only past state)
+
+
+class RefStore:
+    """The SQLite side of the embedded catalog: commits, trees and branch heads."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 60.0) -> None:
+        self.path = path
+        self._busy_timeout_s = busy_timeout_s
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
+            with self._write(con):
+                if con.execute("SELECT 1 FROM refs WHERE name = ?", (MAIN,)).fetchone() is None:
+                    root = self._insert_commit(con, None, None, "initialize lakehouse", "wap", {}, {})
+                    con.execute("INSERT INTO refs VALUES (?, ?, ?)", (MAIN, root, time.time()))
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+        try:
+            con.execute("PRAGMA synchronous=FULL")  # durability of a published merge over speed
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _write(self, con: sqlite3.Connection) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front, so the head we read is the head we update.
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # "database is locked" past the busy timeout
+            raise BackendUnavailableError(f"lakehouse catalog is busy: {exc}") from exc
+        try:
+            yield
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    # ---------------------------------------------------------------- reads
+    def resolve(self, ref: str) -> ResolvedRef:
+        branch, commit = split_ref(ref)
+        with self._connect() as con:
+            row = con.execute("SELECT hash FROM refs WHERE name = ?", (branch,)).fetchone()
+            if row is None:
+                raise (BranchNotFoundError(branch) if commit is None else RefNotFoundError(ref))
+            if commit is None:
+                return ResolvedRef(ref, branch, row[0], True)
+            matches = con.execute(
+                "SELECT hash FROM commits WHERE hash LIKE ? LIMIT 2", (commit + "%",)
+            ).fetchall()
+            if len(matches) != 1 or matches[0][0] not in self._ancestors(con, row[0]):
+                raise RefNotFoundError(ref)
+            return ResolvedRef(ref, branch, matches[0][0], matches[0][0] == row[0])
+
+    def tree(self, commit_hash: str) -> Tree:
+        with self._connect() as con:
+            return self._tree(con, commit_hash)
+
+    def head(self, branch: str) -> str:
+        with self._connect() as con:
+            return self._head(con, branch)
+
+    def branches(self) -> list[Branch]:
+        with self._connect() as con:
+            rows = con.execute("SELECT name, hash FROM refs ORDER BY name").fetchall()
+        return [Branch(name, commit) for name, commit in rows]
+
+    def has_branch(self, branch: str) -> bool:
+        with self._connect() as con:
+            return con.execute("SELECT 1 FROM refs WHERE name = ?", (branch,)).fetchone() is not None
+
+    def log(self, commit_hash: str, limit: int | None = None) -> list[Commit]:
+        with self._connect() as con:
+            rows = con.execute(
+                _ANCESTORS
+                + """
+                SELECT hash, parent, merge_parent, message, author, committed_at, properties
+                FROM commits WHERE hash IN (SELECT h FROM anc) ORDER BY seq DESC LIMIT ?
+                """,
+                (commit_hash, -1 if limit is None else limit),
+            ).fetchall()
+        return [
+            Commit(
+                hash=h,
+                parent_hashes=[p for p in (parent, merge_parent) if p],
+                message=message,
+                author=author,
+                authored_date=datetime.fromtimestamp(at, tz=UTC),
+                properties=json.loads(props),
+            )
+            for h, parent, merge_parent, message, author, at, props in rows
+        ]
+
+    # --------------------------------------------------------------- writes
+    def create_branch(self, branch: str, from_commit: str) -> Branch:
+        with self._connect() as con, self._write(con):
+            try:
+                con.execute("INSERT INTO refs VALUES (?, ?, ?)", (branch, from_commit, time.time()))
+            except sqlite3.IntegrityError as exc:
+                raise BranchExistsError(branch) from exc
+        return Branch(branch, from_commit)
+
+    def delete_branch(self, branch: str) -> None:
+        if branch == MAIN:
+            raise InvalidNameError("refusing to delete branch main")
+        with self._connect() as con, self._write(con):
+            if con.execute("DELETE FROM refs WHERE name = ?", (branch,)).rowcount == 0:
+                raise BranchNotFoundError(branch)
+
+    def commit(
+        self,
+        branch: str,
+        *,
+        base_hash: str,
+        changes: Mapping[str, str | None],
+        message: str,
+        author: str,
+        properties: Mapping[str, str] | None = None,
+    ) -> str:
+        """Apply `changes` (table -> new metadata location, None = drop) on top of `branch`.
+
+        `base_hash` is the head the caller read the tables from. If the head has moved since, the
+        commit is rebased onto the new head only when every changed table is still as it was at
+        `base_hash`; otherwise ConcurrentUpdateError, and nothing is written.
+        """
+        with self._connect() as con, self._write(con):
+            head = self._head(con, branch)
+            tree = self._tree(con, head)
+            if head != base_hash:
+                base_tree = self._tree(con, base_hash)
+                moved = sorted(k for k in changes if tree.get(k) != base_tree.get(k))
+                if moved:
+                    raise ConcurrentUpdateError(
+                        f"branch {branch} moved while writing; changed concurrently: {', '.join(moved)}"
+                    )
+            for key, location in changes.items():
+                if location is None:
+                    tree.pop(key, None)
+                else:
+                    tree[key] = location
+            new = self._insert_commit(con, head, None, message, author, properties or {}, tree)
+            self._move(con, branch, head, new)
+            return new
+
+    def merge(
+        self,
+        source_ref: str,
+        into_branch: str,
+        *,
+        message: str,
+        author: str,
+        properties: Mapping[str, str] | None = None,
+    ) -> str:
+        """Merge `source_ref` into `into_branch` in one transaction; return the new head."""
+        source = self.resolve(source_ref)
+        with self._connect() as con, self._write(con):
+            target = self._head(con, into_branch)
+            if source.hash == target or source.hash in self._ancestors(con, target):
+                return target  # nothing to merge
+            source_tree = self._tree(con, source.hash)
+            if target in self._ancestors(con, source.hash):
+                # Fast-forward: the target has not moved since the branch point, so it takes the
+                # source's tables as they are. One commit still records the message and properties.
+                tree = source_tree
+            else:
+                base = self._merge_base(con, source.hash, target)
+                base_tree = self._tree(con, base) if base else {}
+                tree = self._tree(con, target)
+                keys = set(base_tree) | set(source_tree) | set(tree)
+                ours = {k for k in keys if tree.get(k) != base_tree.get(k)}
+                theirs = {k for k in keys if source_tree.get(k) != base_tree.get(k)}
+                conflicts = sorted(k for k in ours & theirs if tree.get(k) != source_tree.get(k))
+                if conflicts:
+                    raise MergeConflictError(source_ref, into_branch, conflicts)
+                for key in theirs:
+                    if source_tree.get(key) is None:
+                        tree.pop(key, None)
+                    else:
+                        tree[key] = source_tree[key]
+            new = self._insert_commit(con, target, source.hash, message, author, properties or {}, tree)
+            self._move(con, into_branch, target, new)
+            return new
+
+    # -------------------------------------------------------------- helpers
+    @staticmethod
+    def _head(con: sqlite3.Connection, branch: str) -> str:
+        row = con.execute("SELECT hash FROM refs WHERE name = ?", (branch,)).fetchone()
+        if row is None:
+            raise BranchNotFoundError(branch)
+        return row[0]
+
+    @staticmethod
+    def _tree(con: sqlite3.Connection, commit_hash: str) -> Tree:
+        row = con.execute("SELECT tree FROM commits WHERE hash = ?", (commit_hash,)).fetchone()
+        if row is None:
+            raise RefNotFoundError(commit_hash)
+        return json.loads(row[0])
+
+    @staticmethod
+    def _move(con: sqlite3.Connection, branch: str, old: str, new: str) -> None:
+        # Compare-and-set: inside BEGIN IMMEDIATE this cannot fail, but it keeps the rule explicit.
+        if (
+            con.execute("UPDATE refs SET hash = ? WHERE name = ? AND hash = ?", (new, branch, old)).rowcount
+            != 1
+        ):
+            raise ConcurrentUpdateError(f"branch {branch} moved during the commit")
+
+    @staticmethod
+    def _ancestors(con: sqlite3.Connection, commit_hash: str) -> set[str]:
+        rows = con.execute(
+            _ANCESTORS + " SELECT h FROM anc",
+            (commit_hash,),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def _merge_base(self, con: sqlite3.Connection, a: str, b: str) -> str | None:
+        common = self._ancestors(con, a) & self._ancestors(con, b)
+        if not common:
+            return None
+        marks = ",".join("?" * len(common))
+        row = con.execute(
+            f"SELECT hash FROM commits WHERE hash IN ({marks}) ORDER BY seq DESC LIMIT 1", tuple(common)
+        ).fetchone()
+        return row[0]
+
+    @staticmethod
+    def _insert_commit(
+        con: sqlite3.Connection,
+        parent: str | None,
+        merge_parent: str | None,
+        message: str,
+        author: str,
+        properties: Mapping[str, str],
+        tree: Tree,
+    ) -> str:
+        at = time.time()
+        props = {str(k): str(v) for k, v in properties.items()}
+        body = json.dumps(
+            {
+                "parents": [parent, merge_parent],
+                "tree": tree,
+                "message": message,
+                "author": author,
+                "at": at,
+                "properties": props,
+            },
+            sort_keys=True,
+        )
+        commit_hash = hashlib.sha256(body.encode()).hexdigest()
+        con.execute(
+            "INSERT INTO commits (hash, parent, merge_parent, message, author, committed_at, properties, tree)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                commit_hash,
+                parent,
+                merge_parent,
+                message,
+                author,
+                at,
+                json.dumps(props),
+                json.dumps(tree, sort_keys=True),
+            ),
+        )
+        return commit_hash
