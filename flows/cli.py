@@ -1,5 +1,304 @@
-"""Placeholder; replaced by the real CLI."""
+"""`wap`: the command line over the gate and the lakehouse (a thin layer: the flow and the CLI share code).
+
+Exit codes: 0 ok / published, 1 blocked by the audit, 2 bad usage or input, 3 not published for another
+reason (merge conflict, concurrent update, backend unavailable), 4 unexpected internal error.
+Heavy libraries (Prefect, GX, pyiceberg) are imported inside the commands, so `wap --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+EXIT_OK, EXIT_BLOCKED, EXIT_BAD_INPUT, EXIT_NOT_PUBLISHED, EXIT_INTERNAL = 0, 1, 2, 3, 4
+
+app = typer.Typer(
+    help="Write-Audit-Publish gate: new data lands on a branch, is audited by Great Expectations, "
+    "and is merged into main only if the audit passes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+Backend = Annotated[
+    str, typer.Option("--backend", envvar="WAP_BACKEND", help="Lakehouse backend: local (embedded) or bauplan.")
+]
+LakehousePath = Annotated[
+    str, typer.Option("--lakehouse", envvar="WAP_LAKEHOUSE", help="Directory of the embedded lakehouse.")
+]
+Ref = Annotated[str, typer.Option("--ref", help="Branch, or branch@commit for a past state.")]
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    from .audit import AuditConfigError
+    from .datasets import DatasetError
+    from .lakehouse import BackendUnavailableError, ConcurrentUpdateError, LakehouseError, MergeConflictError
+    from .wap import AuditFailedError
+
+    if isinstance(exc, AuditFailedError):
+        return EXIT_BLOCKED
+    if isinstance(exc, MergeConflictError | ConcurrentUpdateError | BackendUnavailableError):
+        return EXIT_NOT_PUBLISHED
+    if isinstance(exc, LakehouseError | DatasetError | AuditConfigError | ValueError):
+        return EXIT_BAD_INPUT
+    return EXIT_INTERNAL
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Expected failures become one line on stderr and a documented exit code, never a traceback."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        code = exit_code_for(exc)
+        if code == EXIT_INTERNAL and os.environ.get("WAP_DEBUG"):
+            raise
+        prefix = {EXIT_BLOCKED: "blocked", EXIT_NOT_PUBLISHED: "not published", EXIT_INTERNAL: "internal error"}
+        fail(f"{prefix.get(code, 'error')}: {one_line(exc)}", code)
+
+
+def _client(backend: str, lakehouse: str):
+    from .lakehouse import connect
+
+    return connect(backend, lakehouse)
+
+
+def _quiet_prefect_tracebacks() -> None:
+    """Prefect logs failed task runs with their traceback; on the console, the message is enough."""
+    import logging
+
+    class DropTraceback(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.exc_info = None
+            record.exc_text = None
+            return True
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(f, DropTraceback) for f in handler.filters
+            ):
+                handler.addFilter(DropTraceback())
+
+
+# ----------------------------------------------------------------------------------------- inspection
+@app.command()
+def branches(backend: Backend = "local", lakehouse: LakehousePath = ".lakehouse") -> None:
+    """List branches and the commit each points to."""
+    with cli_errors():
+        table = Table("branch", "commit")
+        for b in _client(backend, lakehouse).get_branches():
+            table.add_row(b.name, b.hash[:12])
+        out.print(table)
+
+
+@app.command()
+def tables(ref: Ref = "main", backend: Backend = "local", lakehouse: LakehousePath = ".lakehouse") -> None:
+    """List the tables on a ref with their row counts."""
+    with cli_errors():
+        table = Table("table", "rows", "columns", "metadata location")
+        for t in _client(backend, lakehouse).get_tables(ref):
+            table.add_row(t.fqn, str(t.records), str(len(t.fields)), t.metadata_location or "")
+        out.print(table)
+
+
+@app.command()
+def log(
+    ref: Ref = "main",
+    limit: Annotated[int, typer.Option(help="Most recent commits to show.")] = 20,
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
+) -> None:
+    """Show the commits of a ref, newest first, with their properties."""
+    with cli_errors():
+        table = Table("commit", "time (UTC)", "author", "message", "properties")
+        for c in _client(backend, lakehouse).get_commits(ref, limit=limit):
+            props = "\n".join(f"{k}={v}" for k, v in sorted(c.properties.items()))
+            table.add_row(c.hash[:12], c.authored_date.strftime("%Y-%m-%d %H:%M:%S"), c.author, c.message, props)
+        out.print(table)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="A read-only SELECT over the ref's tables.")],
+    ref: Ref = "main",
+    max_rows: Annotated[int, typer.Option(help="Rows to display.")] = 50,
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
+) -> None:
+    """Run read-only SQL (DuckDB) over the tables of a ref."""
+    with cli_errors():
+        result = _client(backend, lakehouse).query(sql, ref=ref)
+        out.print(arrow_to_rich(result, max_rows))
+
+
+def arrow_to_rich(result, max_rows: int) -> Table:
+    table = Table(*result.column_names)
+    for row in result.slice(0, max_rows).to_pylist():
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    if result.num_rows > max_rows:
+        table.caption = f"{max_rows} of {result.num_rows} rows"
+    return table
+
+
+# --------------------------------------------------------------------------------------------- gate
+def _run_one(dataset: str, source: str | None, branch: str | None, backend: str, lakehouse: str, keep: bool):
+    from .wap import wap
+
+    return wap(dataset, source=source, branch=branch, backend=backend, lakehouse=lakehouse, keep_failed_branch=keep)
+
+
+@app.command()
+def run(
+    dataset: Annotated[str | None, typer.Argument(help="Dataset declared in gx/datasets.yml.")] = None,
+    all_datasets: Annotated[bool, typer.Option("--all", help="Every declared dataset, concurrently.")] = False,
+    source: Annotated[str | None, typer.Option(help="Override the declared source URI.")] = None,
+    branch: Annotated[str | None, typer.Option(help="Branch name (default <user>.wap_<dataset>_<id>).")] = None,
+    keep_failed_branch: Annotated[bool, typer.Option(help="Keep the branch of a failed run.")] = False,
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
+) -> None:
+    """Write, audit and publish a dataset: exit 0 published, 1 blocked, 2 bad input, 3 not published."""
+    if all_datasets == (dataset is not None):
+        fail("error: give a DATASET or --all (not both)", EXIT_BAD_INPUT)
+    if all_datasets and (source or branch):
+        fail("error: --source and --branch apply to one dataset, not --all", EXIT_BAD_INPUT)
+    with cli_errors():
+        _check_backend(backend)
+        import prefect  # noqa: F401  (configures Prefect logging before the filter is added)
+
+        _quiet_prefect_tracebacks()
+        if not all_datasets:
+            outcome = _run_one(dataset, source, branch, backend, lakehouse, keep_failed_branch)
+            out.print(f"published {outcome.dataset}: {outcome.rows} rows at commit {outcome.published_commit}")
+            return
+        from .datasets import load_datasets
+
+        names = sorted(load_datasets())
+        with ThreadPoolExecutor(max_workers=min(8, len(names)) or 1) as pool:
+            futures = {n: pool.submit(_run_one, n, None, None, backend, lakehouse, keep_failed_branch) for n in names}
+        summary = Table("dataset", "outcome", "rows", "commit / reason")
+        worst = EXIT_OK
+        for name, future in futures.items():
+            exc = future.exception()
+            if exc is None:
+                o = future.result()
+                summary.add_row(name, "published", str(o.rows), o.published_commit[:12])
+            else:
+                code = exit_code_for(exc)
+                worst = max(worst, code)
+                label = {EXIT_BLOCKED: "blocked", EXIT_NOT_PUBLISHED: "not published"}.get(code, "error")
+                summary.add_row(name, label, "", one_line(exc)[:200])
+        out.print(summary)
+        if worst:
+            raise typer.Exit(worst)
+
+
+def _check_backend(backend: str) -> None:
+    from .lakehouse import BACKENDS, InvalidNameError
+
+    if backend not in BACKENDS:
+        raise InvalidNameError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+
+
+@app.command()
+def validate(
+    dataset: Annotated[str, typer.Argument(help="Dataset whose checkpoint to run.")],
+    source: Annotated[str, typer.Option(help="CSV or Parquet file to audit (nothing is written).")],
+) -> None:
+    """Run the dataset's audit on a file, without touching the lakehouse: exit 0 pass, 1 fail, 2 bad input."""
+    with cli_errors():
+        from .audit import describe_failures, run_checkpoint, table_to_dataframe
+        from .datasets import get_dataset
+        from .lakehouse.sources import read_source
+        from .reports import expectation_rows
+
+        spec = get_dataset(dataset)
+        result = run_checkpoint(
+            table_to_dataframe(read_source(source)), spec.checkpoint, run_name=f"{dataset}-validate"
+        )
+        table = Table("status", "expectation", "column", "observed", "unexpected", "sample")
+        for row in expectation_rows(result):
+            table.add_row(
+                row["status"],
+                row["description"],
+                row["column"],
+                row["observed_value"],
+                str(row["unexpected_count"]),
+                row["sample_unexpected_values"],
+            )
+        out.print(table)
+        if result.data_docs_url:
+            out.print(f"data docs: {result.data_docs_url}")
+        if not result.success:
+            fail(f"blocked: {describe_failures(result)}", EXIT_BLOCKED)
+        out.print(f"passed: {result.statistics['successful']}/{result.statistics['evaluated']} expectations")
+
+
+@app.command()
+def demo(
+    lakehouse: LakehousePath = ".lakehouse",
+    rows: Annotated[int, typer.Option(help="Rows of generated titanic-shaped data.")] = 891,
+) -> None:
+    """Offline demo: the gate publishes clean generated data, then blocks a corrupted copy."""
+    with cli_errors():
+        import prefect  # noqa: F401
+
+        _quiet_prefect_tracebacks()
+        from .demo import run_demo
+
+        run_demo(Path(lakehouse), rows=rows, console=out)
+
+
+@app.command()
+def serve(
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
+) -> None:
+    """Serve one Prefect deployment per declared dataset (with its schedule), runnable from the Prefect UI."""
+    with cli_errors():
+        _check_backend(backend)
+        from prefect import serve as prefect_serve
+
+        from .deployments import build_deployments
+
+        deployments = build_deployments(backend=backend, lakehouse=lakehouse)
+        out.print(f"serving {len(deployments)} deployment(s): " + ", ".join(f"wap/{d.name}" for d in deployments))
+        prefect_serve(*deployments)
 
 
 def main() -> None:
-    print("wap")
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ The checkpoint is run with ``batch_parameters={"dataframe": df}``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,12 @@ def create_context(gx_dir: Path | str = DEFAULT_GX_DIR) -> FileDataContext:
         context = gx.get_context(mode="file", context_root_dir=gx_dir)
     if context.variables.analytics_enabled is not False:
         context.enable_analytics(False)  # persists ``analytics_enabled: false`` in great_expectations.yml
+    if not context.variables.progress_bars or context.variables.progress_bars.get("globally", True):
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        # tqdm bars on stderr are noise in flow logs and CLI output.
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        context.variables.save()
     return context
 
 
@@ -106,7 +113,10 @@ def bootstrap_dataset(
             suite = context.suites.add(gx.ExpectationSuite(name=dataset))
     else:
         suite.name = dataset
-        # add_or_update keeps the ids of unchanged expectations, so re-runs give no git diff.
+        try:
+            _reuse_expectation_ids(context.suites.get(dataset), suite)
+        except DataContextError:
+            pass  # new suite
         suite = context.suites.add_or_update(suite)
 
     validation_definition = context.validation_definitions.add_or_update(
@@ -119,6 +129,23 @@ def bootstrap_dataset(
         result_format=RESULT_FORMAT,
     )
     return context.checkpoints.add_or_update(checkpoint)
+
+
+def _reuse_expectation_ids(stored: ExpectationSuite, new: ExpectationSuite) -> None:
+    """Give unchanged expectations their stored ids so regenerating the suite leaves git clean.
+
+    GX 1.24's ``suites.add_or_update`` promises this but compares with ``Expectation.__eq__``, which
+    includes the (still unset) id, so every expectation got a fresh uuid on each run.
+    """
+
+    def fingerprint(expectation: Any) -> tuple[str, Any]:
+        body = expectation.dict(exclude={"id", "rendered_content"})
+        return expectation.expectation_type, json.dumps(body, sort_keys=True, default=str)
+
+    stored_ids = {fingerprint(e): e.id for e in stored.expectations}
+    for expectation in new.expectations:
+        if expectation.id is None:
+            expectation.id = stored_ids.get(fingerprint(expectation))
 
 
 def titanic_suite() -> ExpectationSuite:

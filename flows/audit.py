@@ -1,0 +1,293 @@
+"""The "Audit" in Write-Audit-Publish: run a stored Great Expectations checkpoint on a dataframe.
+
+The gate pulls the written branch back as a ``pyarrow.Table``, converts it with
+``table_to_dataframe`` and calls ``run_checkpoint``; it merges only if ``AuditResult.success``.
+GX is imported lazily (importing it costs seconds), so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+# GX must never try to phone home (CI / air-gapped runners); set before GX is first imported.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
+    from great_expectations.data_context import FileDataContext
+
+REPO_GX_DIR = Path(__file__).resolve().parent.parent / "gx"
+BATCH_PARAMETER = "dataframe"  # the checkpoints' dataframe assets take the data under this key
+
+# One lock for all GX work in the process: GX's contexts, stores, metric caches and data-docs builds
+# are not thread-safe, and 1.x still keeps some process-global state (the "current" project), so two
+# contexts in different directories are not independent either. Audits are CPU-bound under the GIL
+# anyway, so serialising them costs little.
+_GX_LOCK = threading.RLock()
+_CONTEXTS: dict[Path, FileDataContext] = {}
+
+
+class AuditConfigError(Exception):
+    """The GX project or a checkpoint named by the caller does not exist or cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """One expectation's verdict, flattened from GX's ExpectationValidationResult."""
+
+    expectation_type: str
+    column: str | None
+    kwargs: dict[str, Any]  # the expectation's arguments, without column/batch_id
+    success: bool
+    observed_value: Any = None
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    partial_unexpected_list: list[Any] = field(default_factory=list)  # sample of offending values
+    exception_message: str | None = None  # set when the expectation could not run (e.g. missing column)
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. {"mismatched": {"missing": [...]}}
+    notes: str | None = None  # the expectation's meta.notes: why it exists
+    description: str | None = None  # GX's prescriptive sentence, e.g. "Age values must never be null."
+
+    @property
+    def failed(self) -> bool:
+        return not self.success
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    success: bool
+    suite_name: str
+    checkpoint_name: str
+    run_id: str  # "<run_name>@<run_time>"; unique per run
+    run_time: str  # ISO 8601, UTC
+    gx_version: str
+    statistics: dict[str, Any]  # evaluated, successful, unsuccessful (counts), success_percent (0-100)
+    expectations: list[ExpectationOutcome]
+    data_docs_url: str | None  # file:// URL of this validation's data docs page
+    # The GX ExpectationSuiteValidationResult, for renderers (Markdown, Prefect artifacts...).
+    validation_result: ExpectationSuiteValidationResult | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def failed(self) -> list[ExpectationOutcome]:
+        return [e for e in self.expectations if e.failed]
+
+
+def table_to_dataframe(table: pa.Table) -> pd.DataFrame:
+    """The one Arrow -> pandas conversion the gate audits (so the suite is calibrated on exactly this).
+
+    Plain ``Table.to_pandas()``: int64 stays int64 (float64 if it has nulls), double -> float64, and
+    strings -> pandas 3's Arrow-backed ``str`` dtype (no per-value Python objects, so it is cheap).
+    """
+    return table.to_pandas()
+
+
+def _default_gx_dir() -> Path:
+    env = os.environ.get("WAP_GX_DIR")
+    return Path(env) if env else REPO_GX_DIR
+
+
+def get_context(gx_dir: Path | str | None = None) -> FileDataContext:
+    """The file data context rooted at ``gx_dir`` (default: env ``WAP_GX_DIR`` or the repo's ``gx/``).
+
+    Cached per directory. Raises ``AuditConfigError`` if there is no GX project there (GX would
+    otherwise silently scaffold an empty one).
+    """
+    root = Path(gx_dir if gx_dir is not None else _default_gx_dir()).expanduser().resolve()
+    with _GX_LOCK:
+        context = _CONTEXTS.get(root)
+        if context is None:
+            if not (root / "great_expectations.yml").is_file():
+                raise AuditConfigError(f"no Great Expectations project at {root} (missing great_expectations.yml)")
+            import great_expectations as gx
+
+            context = gx.get_context(mode="file", context_root_dir=root)
+            _CONTEXTS[root] = context
+        return context
+
+
+def run_checkpoint(
+    df: pd.DataFrame,
+    checkpoint: str,
+    *,
+    gx_dir: Path | str | None = None,
+    run_name: str | None = None,
+) -> AuditResult:
+    """Run the stored checkpoint ``checkpoint`` on ``df`` and return a flattened verdict.
+
+    Thread-safe. Raises ``AuditConfigError`` if the project or checkpoint does not exist. The
+    checkpoint's actions (data docs) run too; validation results land in ``gx/uncommitted/``.
+    """
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.exceptions import DataContextError
+
+    run_name = run_name or f"{checkpoint}-{uuid.uuid4().hex[:12]}"
+    with _GX_LOCK:
+        context = get_context(gx_dir)
+        try:
+            # Loaded on every run (a small JSON read) so edits to the suite take effect immediately.
+            stored = context.checkpoints.get(checkpoint)
+        except DataContextError as exc:
+            available = sorted(c.name for c in context.checkpoints.all())
+            raise AuditConfigError(
+                f"GX checkpoint {checkpoint!r} not found in {context.root_directory} "
+                f"(available: {', '.join(available) or 'none'})"
+            ) from exc
+        checkpoint_result = stored.run(
+            batch_parameters={BATCH_PARAMETER: df}, run_id=RunIdentifier(run_name=run_name)
+        )
+        result_key, validation_result = next(iter(checkpoint_result.run_results.items()))
+
+        # Checkpoint.run() discards action results, so ask the context for the page the
+        # UpdateDataDocsAction just wrote; this is the same call the action makes for its result.
+        data_docs_url = None
+        docs_actions = [a for a in stored.actions if isinstance(a, UpdateDataDocsAction)]
+        if docs_actions:
+            urls = context.get_docs_sites_urls(
+                resource_identifier=result_key, site_names=docs_actions[0].site_names or None
+            )
+            data_docs_url = next((u["site_url"] for u in urls if u.get("site_url")), None)
+
+    run_time = checkpoint_result.run_id.run_time.isoformat()
+    return AuditResult(
+        success=bool(checkpoint_result.success),
+        suite_name=validation_result.suite_name,
+        checkpoint_name=stored.name,
+        run_id=f"{run_name}@{run_time}",
+        run_time=run_time,
+        gx_version=gx.__version__,
+        statistics=_statistics(validation_result.statistics),
+        expectations=[_outcome(r) for r in validation_result.results],
+        data_docs_url=data_docs_url,
+        validation_result=validation_result,
+    )
+
+
+def _statistics(gx_stats: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "evaluated": int(gx_stats.get("evaluated_expectations", 0)),
+        "successful": int(gx_stats.get("successful_expectations", 0)),
+        "unsuccessful": int(gx_stats.get("unsuccessful_expectations", 0)),
+        "success_percent": gx_stats.get("success_percent"),
+    }
+
+
+def _describe_expectation(config: Any) -> str | None:
+    """GX's own prescriptive summary (the sentence data docs show), with its $params filled in."""
+    from great_expectations.expectations.registry import get_renderer_impl
+    from great_expectations.render import AtomicPrescriptiveRendererType
+
+    try:
+        impl = get_renderer_impl(object_name=config.type, renderer_type=AtomicPrescriptiveRendererType.SUMMARY)
+        value = impl[1](configuration=config).value
+        params = value.params or {}
+    except Exception:  # rendering is cosmetic; never let it break an audit
+        return None
+
+    def fill(match: re.Match[str]) -> str:
+        param = params.get(match.group(1))
+        return str(param["value"]) if isinstance(param, dict) and "value" in param else match.group(0)
+
+    return re.sub(r"\$(\w+)", fill, value.template or "") or None
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python scalars, recursively, so outcomes are JSON/repr friendly."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
+
+
+def _notes_text(meta: dict[str, Any] | None) -> str | None:
+    notes = (meta or {}).get("notes")
+    if isinstance(notes, dict):
+        content = notes.get("content")
+        return " ".join(content) if isinstance(content, list) else content
+    return notes if isinstance(notes, str) else None
+
+
+def _outcome(r: Any) -> ExpectationOutcome:
+    config = r.expectation_config
+    kwargs = dict(config.kwargs)
+    column = kwargs.pop("column", None)
+    kwargs.pop("batch_id", None)
+    result: dict[str, Any] = r.result or {}
+    exception = r.exception_info or {}
+    # exception_info is usually {"raised_exception", "exception_message", ...}; when several
+    # metrics fail it is keyed by metric id instead.
+    if "raised_exception" not in exception:
+        exception = next(iter(exception.values()), {}) if exception else {}
+    return ExpectationOutcome(
+        expectation_type=config.type,
+        column=column,
+        kwargs=_plain(kwargs),
+        success=bool(r.success),
+        observed_value=_plain(result.get("observed_value")),
+        unexpected_count=result.get("unexpected_count"),
+        unexpected_percent=result.get("unexpected_percent"),
+        partial_unexpected_list=_plain(list(result.get("partial_unexpected_list") or [])),
+        exception_message=exception.get("exception_message") if exception.get("raised_exception") else None,
+        details=_plain(result.get("details") or {}),
+        notes=_notes_text(config.meta),
+        description=_describe_expectation(config),
+    )
+
+
+def _fmt_args(kwargs: dict[str, Any]) -> str:
+    shown = {k: v for k, v in kwargs.items() if v is not None and k not in ("result_format", "catch_exceptions")}
+    return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+def _describe_one(e: ExpectationOutcome, max_examples: int) -> str:
+    target = f"column {e.column!r}" if e.column else "table"
+    head = f"{e.expectation_type} on {target}"
+    args = _fmt_args(e.kwargs)
+    if args and e.expectation_type not in ("expect_table_columns_to_match_set",):
+        head += f" ({args})"
+    if e.exception_message:
+        return f"{head}: could not be evaluated: {e.exception_message}"
+    if e.unexpected_count is not None:
+        pct = f" ({e.unexpected_percent:.2f}%)" if e.unexpected_percent is not None else ""
+        examples = list(dict.fromkeys(map(repr, e.partial_unexpected_list)))[:max_examples]
+        sample = f"; e.g. {', '.join(examples)}" if examples else ""
+        line = f"{head}: {e.unexpected_count} unexpected value(s){pct}{sample}"
+        if not examples and e.unexpected_count == 0 and e.kwargs.get("mostly") is not None:
+            line += f"; observed {e.observed_value!r}"
+        return line
+    mismatched = e.details.get("mismatched") if isinstance(e.details, dict) else None
+    if isinstance(mismatched, dict) and mismatched:
+        parts = [f"{k}: {v}" for k, v in mismatched.items()]
+        return f"{head}: {'; '.join(parts)}"
+    return f"{head}: observed {e.observed_value!r}"
+
+
+def describe_failures(result: AuditResult, max_examples: int = 5) -> str:
+    """Human-readable summary of why an audit blocked: one line per failed expectation.
+
+    Each line names the expectation, its column and arguments, and example offending values.
+    """
+    failed = result.failed
+    stats = result.statistics
+    if not failed:
+        return f"Audit passed: checkpoint {result.checkpoint_name!r}, {stats.get('evaluated')} expectations."
+    lines = [
+        f"Audit failed: checkpoint {result.checkpoint_name!r} (suite {result.suite_name!r}): "
+        f"{len(failed)} of {stats.get('evaluated', len(result.expectations))} expectations failed"
+    ]
+    lines += [f"  - {_describe_one(e, max_examples)}" for e in failed]
+    if result.data_docs_url:
+        lines.append(f"Data docs: {result.data_docs_url}")
+    return "\n".join(lines)

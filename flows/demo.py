@@ -1,0 +1,55 @@
+"""`wap demo`: the whole gate offline, on generated titanic-shaped data: once published, once blocked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from .demo_data import corrupt, generate_titanic, write_csv
+from .reports import artifact_key
+
+# Defects the demo injects into its second batch; each is a category the titanic suite blocks.
+DEMO_DEFECTS = ("unknown_sex", "age_out_of_range", "duplicate_ids")
+
+
+def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None) -> None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME
+
+    from .wap import AuditFailedError, wap
+
+    console = console or Console()
+    sources = lakehouse / "demo-sources"
+    sources.mkdir(parents=True, exist_ok=True)
+    clean = generate_titanic(rows, seed=0)
+    corrupted = clean
+    for kind in DEMO_DEFECTS:
+        corrupted = corrupt(corrupted, kind)
+    clean_csv = write_csv(clean, sources / "titanic_clean.csv")
+    corrupted_csv = write_csv(corrupted, sources / "titanic_corrupted.csv")
+
+    console.rule("1/2 clean data: expected to publish")
+    outcome = wap("titanic", source=str(clean_csv), lakehouse=str(lakehouse), backend="local")
+    console.print(f"[green]published[/]: {outcome.rows} rows at commit {outcome.published_commit[:12]}")
+
+    console.rule(f"2/2 corrupted data ({', '.join(DEMO_DEFECTS)}): expected to be blocked")
+    try:
+        wap("titanic", source=str(corrupted_csv), lakehouse=str(lakehouse), backend="local")
+    except AuditFailedError as exc:
+        console.print(f"[red]blocked[/]: {exc}", highlight=False)
+        docs = exc.result.data_docs_url
+    else:  # pragma: no cover - the suite would be broken
+        raise RuntimeError("the corrupted batch was published: the titanic suite does not block it")
+
+    api = PREFECT_API_URL.value()
+    console.rule("where to read the reports")
+    console.print(
+        f"main still holds the clean batch: [bold]uv run wap log --lakehouse {lakehouse}[/]\n"
+        f"artifacts ({artifact_key('titanic', 'validation')}, {artifact_key('titanic', 'expectations')}, "
+        f"{artifact_key('titanic', 'data-docs')}) are in "
+        + (f"the Prefect server at {api}" if api else f"{PREFECT_HOME.value()}/prefect.db")
+        + ":\n  uv run prefect artifact ls\n"
+        "  uv run prefect server start   # then open http://127.0.0.1:4200/artifacts\n"
+        f"GX data docs of the blocked run: {docs}",
+        highlight=False,
+    )

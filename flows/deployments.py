@@ -1,0 +1,21 @@
+"""One Prefect deployment per declared dataset, for `wap serve` (run from the Prefect UI or on a schedule)."""
+
+from __future__ import annotations
+
+from prefect.deployments.runner import RunnerDeployment
+
+from .datasets import load_datasets
+from .wap import wap
+
+
+def build_deployments(*, backend: str, lakehouse: str) -> list[RunnerDeployment]:
+    return [
+        wap.to_deployment(
+            name=dataset.name,
+            parameters={"dataset": dataset.name, "backend": backend, "lakehouse": lakehouse},
+            cron=dataset.schedule,
+            description=f"WAP gate for {dataset.fqn} from {dataset.source} (checkpoint {dataset.checkpoint})",
+            tags=["wap", dataset.name],
+        )
+        for dataset in load_datasets().values()
+    ]
