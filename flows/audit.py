@@ -51,6 +51,7 @@ class ExpectationOutcome:
     unexpected_count: int | None = None
     unexpected_percent: float | None = None
     partial_unexpected_list: list[Any] = field(default_factory=list)  # sample of offending values
+    partial_unexpected_index_list: list[Any] = field(default_factory=list)  # their row positions
     exception_message: str | None = None  # set when the expectation could not run (e.g. missing column)
     details: dict[str, Any] = field(default_factory=dict)  # e.g. {"mismatched": {"missing": [...]}}
     notes: str | None = None  # the expectation's meta.notes: why it exists
@@ -137,14 +138,16 @@ def run_checkpoint(
             # Loaded on every run (a small JSON read) so edits to the suite take effect immediately.
             stored = context.checkpoints.get(checkpoint)
         except DataContextError as exc:
-            available = sorted(c.name for c in context.checkpoints.all())
+            available = _checkpoint_names(context)
             raise AuditConfigError(
                 f"GX checkpoint {checkpoint!r} not found in {context.root_directory} "
                 f"(available: {', '.join(available) or 'none'})"
             ) from exc
-        checkpoint_result = stored.run(
-            batch_parameters={BATCH_PARAMETER: df}, run_id=RunIdentifier(run_name=run_name)
-        )
+        except Exception as exc:  # e.g. it references a suite or validation definition that was deleted
+            raise AuditConfigError(
+                f"GX checkpoint {checkpoint!r} in {context.root_directory} cannot be loaded: {exc}"
+            ) from exc
+        checkpoint_result = stored.run(batch_parameters={BATCH_PARAMETER: df}, run_id=RunIdentifier(run_name=run_name))
         result_key, validation_result = next(iter(checkpoint_result.run_results.items()))
 
         # Checkpoint.run() discards action results, so ask the context for the page the
@@ -170,6 +173,14 @@ def run_checkpoint(
         data_docs_url=data_docs_url,
         validation_result=validation_result,
     )
+
+
+def _checkpoint_names(context: FileDataContext) -> list[str]:
+    # Store keys, not checkpoints.all(): that deserialises every checkpoint (and prints broken ones).
+    try:
+        return sorted(str(key.to_tuple()[0]) for key in context.checkpoint_store.list_keys())
+    except Exception:  # listing is a courtesy in an error message; never mask the original error
+        return []
 
 
 def _statistics(gx_stats: dict[str, Any]) -> dict[str, Any]:
@@ -239,6 +250,7 @@ def _outcome(r: Any) -> ExpectationOutcome:
         unexpected_count=result.get("unexpected_count"),
         unexpected_percent=result.get("unexpected_percent"),
         partial_unexpected_list=_plain(list(result.get("partial_unexpected_list") or [])),
+        partial_unexpected_index_list=_plain(list(result.get("partial_unexpected_index_list") or [])),
         exception_message=exception.get("exception_message") if exception.get("raised_exception") else None,
         details=_plain(result.get("details") or {}),
         notes=_notes_text(config.meta),
@@ -251,25 +263,34 @@ def _fmt_args(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in shown.items())
 
 
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # NaN is the only x != x
+
+
 def _describe_one(e: ExpectationOutcome, max_examples: int) -> str:
     target = f"column {e.column!r}" if e.column else "table"
     head = f"{e.expectation_type} on {target}"
-    args = _fmt_args(e.kwargs)
-    if args and e.expectation_type not in ("expect_table_columns_to_match_set",):
+    # The column list of a schema expectation is long and the mismatch below says what is wrong.
+    args = "" if e.expectation_type.startswith("expect_table_columns_to_match") else _fmt_args(e.kwargs)
+    if args:
         head += f" ({args})"
     if e.exception_message:
         return f"{head}: could not be evaluated: {e.exception_message}"
     if e.unexpected_count is not None:
-        pct = f" ({e.unexpected_percent:.2f}%)" if e.unexpected_percent is not None else ""
-        examples = list(dict.fromkeys(map(repr, e.partial_unexpected_list)))[:max_examples]
+        pct = f" ({e.unexpected_percent:.2f}% of non-null rows)" if e.unexpected_percent is not None else ""
+        samples = e.partial_unexpected_list
+        if samples and all(_is_null(v) for v in samples):
+            # Null checks: the "bad values" are all null, so point at rows instead.
+            rows = ", ".join(map(str, e.partial_unexpected_index_list[:max_examples]))
+            where = f"; e.g. at rows {rows}" if rows else ""
+            pct = f" ({e.unexpected_percent:.2f}% of rows)" if e.unexpected_percent is not None else ""
+            return f"{head}: {e.unexpected_count} null value(s){pct}{where}"
+        examples = list(dict.fromkeys(map(repr, samples)))[:max_examples]
         sample = f"; e.g. {', '.join(examples)}" if examples else ""
-        line = f"{head}: {e.unexpected_count} unexpected value(s){pct}{sample}"
-        if not examples and e.unexpected_count == 0 and e.kwargs.get("mostly") is not None:
-            line += f"; observed {e.observed_value!r}"
-        return line
+        return f"{head}: {e.unexpected_count} unexpected value(s){pct}{sample}"
     mismatched = e.details.get("mismatched") if isinstance(e.details, dict) else None
     if isinstance(mismatched, dict) and mismatched:
-        parts = [f"{k}: {v}" for k, v in mismatched.items()]
+        parts = [f"{kind} columns {cols}" for kind, cols in mismatched.items()]
         return f"{head}: {'; '.join(parts)}"
     return f"{head}: observed {e.observed_value!r}"
 

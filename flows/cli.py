@@ -96,8 +96,11 @@ def _quiet_prefect_tracebacks() -> None:
             record.exc_text = None
             return True
 
+    from prefect.logging.configuration import PROCESS_LOGGING_CONFIG, setup_logging
     from prefect.logging.handlers import PrefectConsoleHandler
 
+    if not PROCESS_LOGGING_CONFIG:
+        setup_logging()
     for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
         for handler in getattr(logger, "handlers", []):
             if isinstance(handler, PrefectConsoleHandler) and not any(
@@ -190,8 +193,6 @@ def run(
         fail("error: --source and --branch apply to one dataset, not --all", EXIT_BAD_INPUT)
     with cli_errors():
         _check_backend(backend)
-        import prefect  # noqa: F401  (configures Prefect logging before the filter is added)
-
         _quiet_prefect_tracebacks()
         if not all_datasets:
             outcome = _run_one(dataset, source, branch, backend, lakehouse, keep_failed_branch)
@@ -267,8 +268,6 @@ def demo(
 ) -> None:
     """Offline demo: the gate publishes clean generated data, then blocks a corrupted copy."""
     with cli_errors():
-        import prefect  # noqa: F401
-
         _quiet_prefect_tracebacks()
         from .demo import run_demo
 

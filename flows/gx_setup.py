@@ -15,6 +15,7 @@ The checkpoint is run with ``batch_parameters={"dataframe": df}``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -33,6 +34,8 @@ DATASOURCE_NAME = "pandas"
 BATCH_DEFINITION_NAME = "whole_dataframe"
 BATCH_PARAMETER = "dataframe"
 DATA_DOCS_ACTION_NAME = "update_data_docs"
+DATA_DOCS_SITE = "local_site"  # the site GX scaffolds: gx/uncommitted/data_docs/local_site/
+DATA_DOCS_INDEX_LIMIT = 50
 # SUMMARY includes unexpected_count/percent and partial_unexpected_list (sample bad values),
 # which the gate quotes back to the user when it blocks a publish.
 RESULT_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
@@ -70,6 +73,14 @@ def create_context(gx_dir: Path | str = DEFAULT_GX_DIR) -> FileDataContext:
 
         # tqdm bars on stderr are noise in flow logs and CLI output.
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        context.variables.save()
+    # Every UpdateDataDocsAction rebuilds the docs index, which loads *every* stored validation
+    # result (~4 ms each): audits would get slower forever. Index only the most recent ones.
+    sites = context.variables.data_docs_sites or {}
+    index_builder = sites.get(DATA_DOCS_SITE, {}).get("site_index_builder")
+    if index_builder is not None and index_builder.get("validation_results_limit") != DATA_DOCS_INDEX_LIMIT:
+        index_builder["validation_results_limit"] = DATA_DOCS_INDEX_LIMIT
+        context.variables.data_docs_sites = sites
         context.variables.save()
     return context
 
@@ -113,10 +124,8 @@ def bootstrap_dataset(
             suite = context.suites.add(gx.ExpectationSuite(name=dataset))
     else:
         suite.name = dataset
-        try:
+        with contextlib.suppress(DataContextError):  # no stored suite yet: nothing to reuse
             _reuse_expectation_ids(context.suites.get(dataset), suite)
-        except DataContextError:
-            pass  # new suite
         suite = context.suites.add_or_update(suite)
 
     validation_definition = context.validation_definitions.add_or_update(
@@ -193,9 +202,7 @@ def titanic_suite() -> ExpectationSuite:
         exps.append(
             gxe.ExpectColumnValuesToNotBeNull(
                 column=column,
-                meta=notes(
-                    f"{column} is complete in the source (0 nulls in 891 rows); any null is a defect."
-                ),
+                meta=notes(f"{column} is complete in the source (0 nulls in 891 rows); any null is a defect."),
             )
         )
     exps += [
@@ -210,9 +217,7 @@ def titanic_suite() -> ExpectationSuite:
         gxe.ExpectColumnValuesToNotBeNull(
             column="Embarked",
             mostly=0.99,
-            meta=notes(
-                "Embarked is missing for only 2/891 passengers (0.2%); more than 1% null is a defect."
-            ),
+            meta=notes("Embarked is missing for only 2/891 passengers (0.2%); more than 1% null is a defect."),
         ),
     ]
 
@@ -275,9 +280,7 @@ def titanic_suite() -> ExpectationSuite:
         gxe.ExpectColumnValuesToBeInSet(
             column="Embarked",
             value_set=["C", "Q", "S"],
-            meta=notes(
-                "Port of embarkation: C = Cherbourg, Q = Queenstown, S = Southampton (nulls allowed)."
-            ),
+            meta=notes("Port of embarkation: C = Cherbourg, Q = Queenstown, S = Southampton (nulls allowed)."),
         ),
     ]
 

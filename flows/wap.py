@@ -33,7 +33,12 @@ class AuditFailedError(Exception):
     """The checkpoint failed: the data is blocked and main is unchanged."""
 
     def __init__(self, dataset: str, result: AuditResult) -> None:
-        super().__init__(f"{dataset} blocked by the audit: {describe_failures(result)}")
+        # One line (the CLI prints it as is); the audit task logs the detailed description.
+        failures = [line.strip(" -") for line in describe_failures(result).splitlines()[1:] if line.startswith("  -")]
+        stats = result.statistics
+        super().__init__(
+            f"{dataset}: {stats['unsuccessful']} of {stats['evaluated']} expectations failed: " + "; ".join(failures)
+        )
         self.dataset = dataset
         self.result = result
 
@@ -127,6 +132,7 @@ def audit_branch_table(lakehouse: Lakehouse, dataset: Dataset, branch: str) -> A
     stats = result.statistics
     print(f"audit {'passed' if result.success else 'FAILED'}: {stats['successful']}/{stats['evaluated']} expectations")
     if not result.success:
+        print(describe_failures(result))
         raise AuditFailedError(dataset.name, result)
     return result
 

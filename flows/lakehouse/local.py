@@ -80,15 +80,11 @@ class _RefCatalog(MetastoreCatalog):
             raise NoSuchTableError(_key(namespace, name))
         io = load_file_io(properties=self.properties, location=location)
         metadata = FromInputFile.table_metadata(io.new_input(location))
-        return Table(
-            (namespace, name), metadata, location, self._load_file_io(metadata.properties, location), self
-        )
+        return Table((namespace, name), metadata, location, self._load_file_io(metadata.properties, location), self)
 
     def list_tables(self, namespace: str | Identifier) -> list[Identifier]:
         ns = Catalog.namespace_to_string(namespace)
-        return [
-            tuple(k.split(".", 1)) for k in sorted(self.store.tree(self.base_hash)) if k.split(".")[0] == ns
-        ]
+        return [tuple(k.split(".", 1)) for k in sorted(self.store.tree(self.base_hash)) if k.split(".")[0] == ns]
 
     # -- writes
     def create_table(
@@ -160,9 +156,7 @@ class LocalClient:
 
     backend = "local"
 
-    def __init__(
-        self, lakehouse: str | os.PathLike[str] = ".lakehouse", *, author: str | None = None
-    ) -> None:
+    def __init__(self, lakehouse: str | os.PathLike[str] = ".lakehouse", *, author: str | None = None) -> None:
         self.root = Path(lakehouse).expanduser().resolve()
         self.warehouse = self.root / "warehouse"
         self.warehouse.mkdir(parents=True, exist_ok=True)
@@ -251,9 +245,7 @@ class LocalClient:
         catalog.create_table((ns, name), schema)
         return self.get_table(name, branch, namespace=ns)
 
-    def import_data(
-        self, table: str, search_uri: str, *, branch: str, namespace: str | None = None
-    ) -> ImportState:
+    def import_data(self, table: str, search_uri: str, *, branch: str, namespace: str | None = None) -> ImportState:
         """Append the source's rows to the table on `branch` as one commit, streamed in chunks."""
         ns, name = resolve_table_name(table, namespace)
         catalog = self._catalog(branch)
@@ -276,9 +268,7 @@ class LocalClient:
             except (ValueError, TypeError, ValidationError) as exc:
                 raise SourceError(f"source {search_uri} does not fit table {ns}.{name}: {exc}") from exc
             except CommitFailedException as exc:
-                raise ConcurrentUpdateError(
-                    f"table {ns}.{name} on {branch} changed during the import: {exc}"
-                ) from exc
+                raise ConcurrentUpdateError(f"table {ns}.{name} on {branch} changed during the import: {exc}") from exc
         return ImportState(job_status="SUCCESS", rows=rows, table=_key(ns, name), branch=branch)
 
     def scan(
@@ -308,9 +298,7 @@ class LocalClient:
 
         return run_readonly_query(self, query, ref=ref, namespace=namespace)
 
-    def data_files(
-        self, table: str, *, ref: str, namespace: str | None = None
-    ) -> tuple[pa.Schema, list[str]]:
+    def data_files(self, table: str, *, ref: str, namespace: str | None = None) -> tuple[pa.Schema, list[str]]:
         """The Arrow schema and Parquet files holding a table's rows on `ref` (no deletes are ever written)."""
         ns, name = resolve_table_name(table, namespace)
         tbl = self._load(ns, name, ref)

@@ -62,9 +62,7 @@ def resolve_table_name(table: str, namespace: str | None) -> tuple[str, str]:
     if isinstance(table, str) and "." in table:
         ns, _, name = table.partition(".")
         if namespace is not None and namespace != ns:
-            raise InvalidNameError(
-                f"table {_shown(table)} is qualified with a namespace other than {namespace!r}"
-            )
+            raise InvalidNameError(f"table {_shown(table)} is qualified with a namespace other than {namespace!r}")
         namespace, table = ns, name
     return (
         validate_identifier(namespace or DEFAULT_NAMESPACE, "namespace"),

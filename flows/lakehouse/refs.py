@@ -119,9 +119,7 @@ class RefStore:
                 raise (BranchNotFoundError(branch) if commit is None else RefNotFoundError(ref))
             if commit is None:
                 return ResolvedRef(ref, branch, row[0], True)
-            matches = con.execute(
-                "SELECT hash FROM commits WHERE hash LIKE ? LIMIT 2", (commit + "%",)
-            ).fetchall()
+            matches = con.execute("SELECT hash FROM commits WHERE hash LIKE ? LIMIT 2", (commit + "%",)).fetchall()
             if len(matches) != 1 or matches[0][0] not in self._ancestors(con, row[0]):
                 raise RefNotFoundError(ref)
             return ResolvedRef(ref, branch, matches[0][0], matches[0][0] == row[0])
@@ -273,10 +271,7 @@ class RefStore:
     @staticmethod
     def _move(con: sqlite3.Connection, branch: str, old: str, new: str) -> None:
         # Compare-and-set: inside BEGIN IMMEDIATE this cannot fail, but it keeps the rule explicit.
-        if (
-            con.execute("UPDATE refs SET hash = ? WHERE name = ? AND hash = ?", (new, branch, old)).rowcount
-            != 1
-        ):
+        if con.execute("UPDATE refs SET hash = ? WHERE name = ? AND hash = ?", (new, branch, old)).rowcount != 1:
             raise ConcurrentUpdateError(f"branch {branch} moved during the commit")
 
     @staticmethod

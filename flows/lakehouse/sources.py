@@ -1,8 +1,12 @@
 """Data sources for `create_table` / `import_data`: CSV and Parquet from a path, glob, file://, https:// or s3://.
 
-A source is opened as a pyarrow dataset, so its schema is inferred from the files and its rows are
-streamed in batches (bounded memory), never read whole. Every failure becomes a SourceError that names
-the source.
+A source's schema is inferred from its first file, and its rows are streamed file by file in small
+batches (bounded memory), never read whole. Every failure becomes a SourceError that names the source.
+
+Why not `pyarrow.dataset`: its scanner reads ahead up to ~1 GiB of decoded batches, and its CSV
+discovery buffers dozens of 16 MiB blocks, so memory grew with the file size. The format readers used
+here (`pyarrow.csv.open_csv` with small blocks, `ParquetFile.iter_batches` without pre-buffering) keep
+peak memory independent of the source size.
 """
 
 from __future__ import annotations
@@ -19,42 +23,76 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from .errors import SourceError
 
-CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".tsv", ".txt")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".tsv", ".tsv.gz", ".tsv.bz2", ".tsv.zst", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-# Big enough that type inference sees many rows, small enough to keep memory bounded.
-CSV_BLOCK_SIZE = 16 << 20
+# Column types are inferred from this much of the first CSV file (many rows, one bounded read).
+CSV_SAMPLE_BYTES = 16 << 20
+# The CSV stream reader buffers a few dozen blocks ahead, so memory is roughly 40 x the block size;
+# the block only grows when the sample has long lines (a row must fit in one block).
+CSV_BLOCK_SIZE = 1 << 20
+CSV_MAX_BLOCK_SIZE = 64 << 20
 BATCH_ROWS = 256_000
+PARQUET_BUFFER_SIZE = 1 << 20
 HTTP_TIMEOUT_S = float(os.environ.get("WAP_HTTP_TIMEOUT", "30"))
 
 
 @dataclass
 class Source:
     uri: str
-    dataset: ds.Dataset
     format: str  # "csv" or "parquet"
-
-    @property
-    def schema(self) -> pa.Schema:
-        return normalize_schema(self.dataset.schema)
+    files: list[str]
+    filesystem: pafs.FileSystem
+    schema: pa.Schema  # normalized to types Iceberg can store
+    csv_block_size: int = CSV_BLOCK_SIZE
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """Stream the rows with the normalized schema; parse errors become SourceError."""
-        target = self.schema
-        try:
-            # Little read-ahead: memory stays near one batch per file, whatever the source size.
-            for batch in self.dataset.to_batches(
-                batch_size=BATCH_ROWS, batch_readahead=1, fragment_readahead=1
-            ):
-                yield batch.cast(target) if batch.schema != target else batch
-        except (pa.ArrowException, OSError) as exc:
-            raise SourceError(f"cannot read source {self.uri}: {_one_line(exc)}") from exc
+        """Stream the rows, file by file, with the normalized schema; read errors become SourceError."""
+        for path in self.files:
+            try:
+                for batch in self._read(path):
+                    yield _conform(batch, self.schema, self.uri, path)
+            except (pa.ArrowException, OSError) as exc:
+                where = "" if len(self.files) == 1 else f" (file {path})"
+                raise SourceError(f"cannot read source {self.uri}{where}: {_one_line(exc)}") from exc
+
+    def _read(self, path: str) -> Iterator[pa.RecordBatch]:
+        if self.format == "parquet":
+            with self.filesystem.open_input_file(path) as f:
+                # No pre-buffering: one column chunk's pages at a time, not whole row groups.
+                parquet = pq.ParquetFile(f, pre_buffer=False, buffer_size=PARQUET_BUFFER_SIZE)
+                yield from parquet.iter_batches(batch_size=BATCH_ROWS)
+            return
+        # The inferred types are imposed on every block and every file, so a later block cannot
+        # silently change a column's type.
+        convert = pacsv.ConvertOptions(column_types={f.name: f.type for f in self.schema}, strings_can_be_null=True)
+        with self.filesystem.open_input_stream(path) as stream:  # compression detected from the suffix
+            yield from pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(block_size=self.csv_block_size),
+                parse_options=_csv_parse_options(path),
+                convert_options=convert,
+            )
+
+
+def _conform(batch: pa.RecordBatch, target: pa.Schema, uri: str, path: str) -> pa.RecordBatch:
+    if batch.schema == target:
+        return batch
+    if batch.schema.names != target.names:
+        if sorted(batch.schema.names) != sorted(target.names):
+            raise SourceError(
+                f"source {uri}: file {path} has columns {', '.join(batch.schema.names)};"
+                f" expected {', '.join(target.names)}"
+            )
+        batch = batch.select(target.names)
+    return batch.cast(target)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -97,14 +135,43 @@ def _format_of(path: str, opener) -> str:
         return "parquet" if f.read(4) == b"PAR1" else "csv"
 
 
-def _file_format(fmt: str) -> ds.FileFormat:
-    if fmt == "parquet":
-        return ds.ParquetFileFormat()
-    return ds.CsvFileFormat(
-        read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_SIZE),
-        # Empty fields are missing values (as pandas and Bauplan read them), not empty strings.
-        convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
-    )
+def _csv_parse_options(path: str) -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(delimiter="\t" if ".tsv" in Path(path).name.lower() else ",")
+
+
+def _infer_csv(fs: pafs.FileSystem, path: str) -> tuple[pa.Schema, int]:
+    """Column types from the head of `path`, and a block size that fits its longest line."""
+    with fs.open_input_stream(path) as stream:
+        head = stream.read(CSV_SAMPLE_BYTES)
+        truncated = len(head) == CSV_SAMPLE_BYTES and len(stream.read(1)) == 1
+    if truncated:
+        cut = head.rfind(b"\n")
+        if cut < 0:
+            raise SourceError(f"first line longer than {CSV_SAMPLE_BYTES >> 20} MiB in {path}")
+        head = head[: cut + 1]
+    newlines = np.flatnonzero(np.frombuffer(head, dtype=np.uint8) == ord("\n"))
+    # Longest line in the sample, counting a last line without a trailing newline.
+    longest = int(np.diff(newlines, prepend=-1, append=len(head)).max()) if newlines.size else len(head)
+    block_size = min(max(CSV_BLOCK_SIZE, 4 * longest), CSV_MAX_BLOCK_SIZE)
+    read = pacsv.ReadOptions(block_size=max(len(head), 1), use_threads=False)
+    convert = pacsv.ConvertOptions(strings_can_be_null=True)
+    try:
+        # The whole sample in one block: types are inferred over every sampled row.
+        return pacsv.read_csv(pa.BufferReader(head), read, _csv_parse_options(path), convert).schema, block_size
+    except pa.ArrowInvalid:
+        if not truncated:
+            raise
+    # The cut may have split a quoted multi-line field: let the stream reader infer from its first block.
+    with fs.open_input_stream(path) as stream:
+        reader = pacsv.open_csv(
+            stream, read_options=pacsv.ReadOptions(block_size=block_size), parse_options=_csv_parse_options(path)
+        )
+        return reader.schema, block_size
+
+
+def _parquet_schema(fs: pafs.FileSystem, path: str) -> pa.Schema:
+    with fs.open_input_file(path) as f:
+        return pq.ParquetFile(f, pre_buffer=False).schema_arrow
 
 
 def _local_files(uri: str, path: str) -> list[str]:
@@ -188,7 +255,7 @@ def open_source(uri: str) -> Iterator[Source]:
         raise SourceError("empty source")
     scheme = urllib.parse.urlparse(uri).scheme.lower()
     with tempfile.TemporaryDirectory(prefix="wap-source-") as tmp:
-        fs: pafs.FileSystem | None = None
+        fs: pafs.FileSystem = pafs.LocalFileSystem()
         if scheme in ("http", "https"):
             files = [_download(uri, Path(tmp))]
             fmt = _format_of(urllib.parse.urlparse(uri).path, lambda _p: open(files[0], "rb"))
@@ -197,21 +264,23 @@ def open_source(uri: str) -> Iterator[Source]:
             fmt = _format_of(files[0], fs.open_input_stream)
         elif scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
             path = urllib.parse.unquote(urllib.parse.urlparse(uri).path) if scheme == "file" else uri
-            files = _local_files(uri, os.path.expanduser(path))
+            files = [os.path.abspath(f) for f in _local_files(uri, os.path.expanduser(path))]
             fmt = _format_of(files[0], lambda p: open(p, "rb"))
         else:
-            raise SourceError(
-                f"unsupported source scheme {scheme!r} in {uri} (use a path, file://, https:// or s3://)"
-            )
+            raise SourceError(f"unsupported source scheme {scheme!r} in {uri} (use a path, file://, https:// or s3://)")
+        block_size = CSV_BLOCK_SIZE
         try:
-            dataset = ds.dataset(files, format=_file_format(fmt), filesystem=fs)
-            if not dataset.schema.names:
+            if fmt == "parquet":
+                schema = _parquet_schema(fs, files[0])
+            else:
+                schema, block_size = _infer_csv(fs, files[0])
+            if not schema.names:
                 raise SourceError(f"source has no columns: {uri}")
         except SourceError:
             raise
         except (pa.ArrowException, OSError) as exc:
             raise SourceError(f"cannot parse source {uri} as {fmt}: {_one_line(exc)}") from exc
-        yield Source(uri, dataset, fmt)
+        yield Source(uri, fmt, files, fs, normalize_schema(schema), block_size)
 
 
 def read_source(uri: str) -> pa.Table:

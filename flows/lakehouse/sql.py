@@ -42,9 +42,7 @@ def check_read_only(query: str) -> None:
             raise QueryError(f"only read-only SELECT queries are allowed, got {kind}")
 
 
-def run_readonly_query(
-    client: LocalClient, query: str, *, ref: str, namespace: str | None = None
-) -> pa.Table:
+def run_readonly_query(client: LocalClient, query: str, *, ref: str, namespace: str | None = None) -> pa.Table:
     check_read_only(query)
     con = duckdb.connect(":memory:")
     try:

@@ -1,0 +1,77 @@
+"""Fixtures for tests of the gate: a real Prefect test server, an isolated GX context and lakehouse.
+
+Imported by the gate test modules (`from gate_fixtures import *`), so lakehouse-only tests never pay
+for starting Prefect.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_TITANIC = REPO.parent / "shared" / "data" / "titanic.csv"
+
+
+@pytest.fixture(scope="session")
+def isolated_gx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A copy of the repo's gx/ (suites, checkpoints, datasets.yml): tests never write into the repo."""
+    target = tmp_path_factory.mktemp("gx") / "gx"
+    shutil.copytree(REPO / "gx", target, ignore=shutil.ignore_patterns("uncommitted"))
+    old = os.environ.get("WAP_GX_DIR")
+    os.environ["WAP_GX_DIR"] = str(target)
+    yield target
+    if old is None:
+        os.environ.pop("WAP_GX_DIR", None)
+    else:
+        os.environ["WAP_GX_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory, isolated_gx: Path) -> Iterator[str]:
+    """A real Prefect server (Prefect's own test harness) with its own database; yields its API URL."""
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def lakehouse_dir(tmp_path: Path) -> Path:
+    return tmp_path / "lakehouse"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`wap ARGS` as a real subprocess (the installed console script's module)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def latest_artifact(key: str) -> dict | None:
+    """The newest artifact with this key, read back from the Prefect server's REST API."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    response = httpx.post(
+        f"{PREFECT_API_URL.value()}/artifacts/filter",
+        json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1, "offset": 0},
+        timeout=30,
+    )
+    response.raise_for_status()
+    found = response.json()
+    return found[0] if found else None

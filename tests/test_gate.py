@@ -1,0 +1,167 @@
+"""The WAP gate end to end: real Prefect test server, real embedded lakehouse, real GX context."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from gate_fixtures import REAL_TITANIC, isolated_gx, lakehouse_dir, latest_artifact, prefect_api  # noqa: F401
+
+from flows.demo_data import CORRUPTIONS, corrupt, generate_titanic, write_csv
+from flows.lakehouse import MAIN, SourceError, connect
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("sources")
+    clean = generate_titanic(891, seed=1)
+    files = {"clean": write_csv(clean, folder / "clean.csv")}
+    for kind in CORRUPTIONS:
+        # Parquet keeps the corrupted Arrow types (a CSV would be re-inferred on the way in).
+        pq.write_table(corrupt(clean, kind), folder / f"{kind}.parquet")
+        files[kind] = folder / f"{kind}.parquet"
+    return files
+
+
+def _gate(**kwargs):
+    from flows.wap import wap
+
+    return wap("titanic", backend="local", **kwargs)
+
+
+def _gate_branches(client) -> list[str]:
+    return [b.name for b in client.get_branches() if ".wap_" in b.name]
+
+
+def test_clean_data_is_published_and_branch_deleted(sources, lakehouse_dir):
+    outcome = _gate(source=str(sources["clean"]), lakehouse=str(lakehouse_dir))
+    client = connect("local", lakehouse_dir)
+    assert outcome.published
+    assert outcome.rows == 891
+    assert client.get_table("titanic", MAIN).records == 891
+    assert client.get_branch(MAIN).hash == outcome.published_commit
+    assert not client.has_branch(outcome.branch)
+    assert _gate_branches(client) == []
+
+
+def test_published_commit_carries_the_audit(sources, lakehouse_dir):
+    outcome = _gate(source=str(sources["clean"]), lakehouse=str(lakehouse_dir))
+    head = connect("local", lakehouse_dir).get_commits(MAIN, limit=1)[0]
+    props = head.properties
+    assert head.hash == outcome.published_commit
+    assert "titanic" in head.message and "passed" in head.message
+    assert props["gx.suite"] == "titanic"
+    assert props["gx.checkpoint"] == "titanic"
+    assert props["gx.success"] == "true"
+    assert int(props["gx.evaluated_expectations"]) == int(props["gx.successful_expectations"]) > 10
+    assert props["gx.unsuccessful_expectations"] == "0"
+    assert props["gx.run_id"] == outcome.audit.run_id
+    assert props["gx.run_time"] == outcome.audit.run_time
+    import great_expectations
+
+    assert props["gx.version"] == great_expectations.__version__
+    assert props["wap.source"] == str(sources["clean"])
+    assert props["wap.rows"] == "891"
+    assert props["wap.branch"] == outcome.branch
+    assert props["prefect.flow_run_id"]
+
+
+def test_published_report_artifacts(sources, lakehouse_dir):
+    outcome = _gate(source=str(sources["clean"]), lakehouse=str(lakehouse_dir))
+    report = latest_artifact("titanic-validation")
+    assert report["type"] == "markdown"
+    assert "PUBLISHED" in report["data"] and outcome.published_commit in report["data"]
+    assert outcome.branch in report["data"] and str(sources["clean"]) in report["data"]
+    table = latest_artifact("titanic-expectations")
+    assert table["type"] == "table"
+    assert "PassengerId values must be unique" in str(table["data"])
+    link = latest_artifact("titanic-data-docs")
+    # Prefect stores a link artifact as the markdown "[text](url)".
+    url = re.search(r"\((file://[^)]+)\)", link["data"]).group(1)
+    assert url == outcome.audit.data_docs_url
+    assert Path(url.removeprefix("file://")).is_file()
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
+def test_each_defect_is_blocked_and_main_unchanged(kind, sources, lakehouse_dir):
+    from flows.wap import AuditFailedError
+
+    published = _gate(source=str(sources["clean"]), lakehouse=str(lakehouse_dir))
+    client = connect("local", lakehouse_dir)
+    before = client.get_branch(MAIN).hash
+    with pytest.raises(AuditFailedError) as blocked:
+        _gate(source=str(sources[kind]), lakehouse=str(lakehouse_dir))
+    failed = [e for e in blocked.value.result.expectations if not e.success]
+    assert failed, kind
+    assert client.get_branch(MAIN).hash == before == published.published_commit
+    assert client.get_table("titanic", MAIN).records == 891
+    assert _gate_branches(client) == []  # rolled back
+    report = latest_artifact("titanic-validation")["data"]
+    assert "BLOCKED" in report
+    for expectation in failed:
+        assert expectation.expectation_type in str(latest_artifact("titanic-expectations")["data"])
+        if expectation.column:
+            assert expectation.column in report
+
+
+def test_blocked_error_names_expectations_and_bad_values(sources, lakehouse_dir):
+    from flows.wap import AuditFailedError
+
+    with pytest.raises(AuditFailedError) as blocked:
+        _gate(source=str(sources["unknown_sex"]), lakehouse=str(lakehouse_dir))
+    message = str(blocked.value)
+    assert "\n" not in message
+    assert "expect_column_values_to_be_in_set" in message and "Sex" in message
+    bad = [e for e in blocked.value.result.expectations if not e.success][0].partial_unexpected_list
+    assert bad and str(bad[0]) in message
+
+
+def test_keep_failed_branch_for_inspection(sources, lakehouse_dir):
+    from flows.wap import AuditFailedError
+
+    with pytest.raises(AuditFailedError):
+        _gate(
+            source=str(sources["duplicate_ids"]),
+            lakehouse=str(lakehouse_dir),
+            keep_failed_branch=True,
+            branch="tester.wap_titanic_keepme",
+        )
+    client = connect("local", lakehouse_dir)
+    assert client.has_branch("tester.wap_titanic_keepme")
+    assert client.get_table("titanic", "tester.wap_titanic_keepme").records > 0
+    assert not client.has_table("titanic", MAIN)
+
+
+def test_bad_source_leaves_nothing_behind(tmp_path, lakehouse_dir, sources):
+    _gate(source=str(sources["clean"]), lakehouse=str(lakehouse_dir))
+    client = connect("local", lakehouse_dir)
+    before = client.get_branch(MAIN).hash
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(b"\x00\xff\xfe" * 1000)
+    for source in (tmp_path / "missing.csv", tmp_path / "nothing-*.csv", garbage):
+        with pytest.raises(SourceError):
+            _gate(source=str(source), lakehouse=str(lakehouse_dir))
+        assert client.get_branch(MAIN).hash == before
+        assert _gate_branches(client) == []
+    assert latest_artifact("titanic-validation")["data"].count("NOT PUBLISHED") == 1
+
+
+def test_branch_that_exists_is_refused(sources, lakehouse_dir):
+    from flows.lakehouse import BranchExistsError
+
+    connect("local", lakehouse_dir).create_branch("tester.taken", MAIN)
+    with pytest.raises(BranchExistsError):
+        _gate(source=str(sources["clean"]), lakehouse=str(lakehouse_dir), branch="tester.taken")
+    client = connect("local", lakehouse_dir)
+    assert client.has_branch("tester.taken")  # someone else's branch is never deleted
+    assert not client.has_table("titanic", MAIN)
+
+
+@pytest.mark.skipif(not REAL_TITANIC.exists(), reason="../shared/data/titanic.csv is absent")
+def test_real_titanic_is_published(lakehouse_dir):
+    outcome = _gate(source=str(REAL_TITANIC), lakehouse=str(lakehouse_dir))
+    assert outcome.published and outcome.rows == 891
