@@ -127,11 +127,15 @@ def run_checkpoint(
     checkpoint's actions (data docs) run too; validation results land in ``gx/uncommitted/``.
     """
     import great_expectations as gx
+    import pandas as pd
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.exceptions import DataContextError
 
-    run_name = run_name or f"{checkpoint}-{uuid.uuid4().hex[:12]}"
+    if not isinstance(df, pd.DataFrame):  # e.g. a pyarrow.Table: GX's error would be far less clear
+        raise TypeError(f"run_checkpoint needs a pandas DataFrame (see table_to_dataframe), got {type(df).__name__}")
+    # GX's file stores use the run name as a directory name and reject path separators in it.
+    run_name = re.sub(r"[/\\]", "_", run_name)[:200] if run_name else f"{checkpoint}-{uuid.uuid4().hex[:12]}"
     with _GX_LOCK:
         context = get_context(gx_dir)
         try:
@@ -147,6 +151,19 @@ def run_checkpoint(
             raise AuditConfigError(
                 f"GX checkpoint {checkpoint!r} in {context.root_directory} cannot be loaded: {exc}"
             ) from exc
+        if len(stored.validation_definitions) != 1:
+            # One checkpoint audits one dataset; AuditResult describes exactly one validation.
+            raise AuditConfigError(
+                f"GX checkpoint {checkpoint!r} has {len(stored.validation_definitions)} validation definitions;"
+                " the gate needs exactly one"
+            )
+        suite = stored.validation_definitions[0].suite
+        if not suite.expectations:
+            # Fail closed: an empty suite would pass any data, silently turning the gate off.
+            raise AuditConfigError(
+                f"GX checkpoint {checkpoint!r}: suite {suite.name!r} has no expectations, so the audit would pass"
+                " anything; add expectations before gating on it"
+            )
         checkpoint_result = stored.run(batch_parameters={BATCH_PARAMETER: df}, run_id=RunIdentifier(run_name=run_name))
         result_key, validation_result = next(iter(checkpoint_result.run_results.items()))
 

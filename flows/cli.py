@@ -255,7 +255,7 @@ def validate(
             )
         out.print(table)
         if result.data_docs_url:
-            out.print(f"data docs: {result.data_docs_url}")
+            out.print(f"data docs: {result.data_docs_url}", soft_wrap=True)
         if not result.success:
             fail(f"blocked: {describe_failures(result)}", EXIT_BLOCKED)
         out.print(f"passed: {result.statistics['successful']}/{result.statistics['evaluated']} expectations")

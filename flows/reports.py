@@ -69,48 +69,142 @@ def expectation_rows(result: AuditResult) -> list[dict[str, Any]]:
 
 
 def render_markdown(outcome: GateOutcome, error: BaseException | None = None) -> str:
+    """The verdict as markdown that reads well in both Prefect UIs (V1 and V2).
+
+    Written for how the UIs render it: V1 never wraps table cells (a wide table is cut off at the
+    right edge, with a hidden scrollbar) and V2 squeezes wide tables into narrow columns. So only
+    lists carry long text (what failed, with its bad values; the run's facts), and the one table is
+    a narrow overview of every expectation. Plain words, no symbols: ✔/✘ render as empty boxes with
+    some browsers' fonts.
+    """
     audit = outcome.audit
+    failed = [] if audit is None else [e for e in audit.expectations if not e.success]
+
+    def code(value: Any) -> str:
+        text = " ".join(str(value).split())
+        fence = "``" if "`" in text else "`"
+        pad = " " if text.startswith("`") or text.endswith("`") else ""
+        return f"{fence}{pad}{text}{pad}{fence}" if text else '""'
+
+    def sample(value: Any) -> str:
+        if value is None or (isinstance(value, float) and value != value):  # NaN is the only x != x
+            return "null"
+        return code(value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
+
+    def count(n: int, noun: str) -> str:
+        return f"{n} {noun}{'' if n == 1 else 's'}"
+
+    def failure(e: ExpectationOutcome) -> str:
+        """What a failed expectation found: counts and sample bad values, a schema mismatch, or an error."""
+        if e.exception_message:
+            return f"Could not be evaluated: {prose(e.exception_message, 300)}"
+        if e.unexpected_count is not None:
+            samples = list(e.partial_unexpected_list or [])
+            if samples and all(sample(v) == "null" for v in samples):
+                rows = ", ".join(map(str, (e.partial_unexpected_index_list or [])[:MAX_SAMPLES]))
+                pct = f" ({_percent(e.unexpected_percent)} of rows)" if e.unexpected_percent is not None else ""
+                return f"Found **{count(e.unexpected_count, 'null value')}**{pct}" + (
+                    f", e.g. at rows {rows}" if rows else ""
+                )
+            pct = f" ({_percent(e.unexpected_percent)} of non-null rows)" if e.unexpected_percent is not None else ""
+            shown = list(dict.fromkeys(sample(v) for v in samples))[:MAX_SAMPLES]
+            return f"Found **{count(e.unexpected_count, 'unexpected value')}**{pct}" + (
+                f", e.g. {', '.join(shown)}" if shown else ""
+            )
+        mismatched = e.details.get("mismatched") if isinstance(e.details, dict) else None
+        if isinstance(mismatched, dict) and mismatched:
+            return "; ".join(
+                f"{kind.capitalize()} columns: "
+                + (", ".join(code(c) for c in cols) if isinstance(cols, list) else code(cols))
+                for kind, cols in mismatched.items()
+            )
+        if e.observed_value is None:
+            return "Failed"
+        observed = _cell(e.observed_value, 200).replace("\\|", "|")  # a code span, not a table cell
+        return f"Observed {code(observed)}"
+
+    def result(e: ExpectationOutcome) -> str:
+        """A few words for the overview table (V1 does not wrap cells)."""
+        if e.exception_message:
+            return "**error**"
+        if e.unexpected_count is not None:
+            pct = f" ({_percent(e.unexpected_percent)})" if e.unexpected_count else ""
+            return f"{e.unexpected_count} unexpected{pct}"
+        observed = e.observed_value
+        if isinstance(observed, list | dict):
+            return f"{len(observed)} {'columns' if e.expectation_type.startswith('expect_table_columns') else 'items'}"
+        return "" if observed is None else f"observed {_cell(observed, 30)}"
+
+    def prose(value: str, limit: int) -> str:
+        """GX's sentence as markdown text: markup characters in it (a regex, say) are shown, not applied."""
+        return _cell(value.translate({ord(c): "\\" + c for c in "\\`*_[]<>#"}), limit)
+
+    def short(description: str) -> str:
+        for long, sign in (("greater than or equal to", "≥"), ("less than or equal to", "≤")):
+            description = description.replace(long, sign)
+        return prose(description, 72)
+
     if outcome.published:
-        verdict = "✔ PUBLISHED"
-    elif audit is not None and not audit.success:
-        verdict = "✘ BLOCKED by the audit"
+        verdict = "PUBLISHED"
+    elif failed:
+        verdict = "BLOCKED by the audit"
     else:
-        verdict = "✘ NOT PUBLISHED"
-    lines = [f"# {outcome.dataset}: {verdict}", "", "| | |", "|---|---|"]
-    facts = [
+        verdict = "NOT PUBLISHED"
+    lines = [f"# {outcome.dataset}: {verdict}", ""]
+    if audit is not None:
+        s = audit.statistics
+        if outcome.published:
+            lines.append(f"**All {s['evaluated']} expectations passed**: {outcome.rows} rows published to `main`.")
+        elif failed:
+            lines.append(
+                f"**{s['unsuccessful']} of {s['evaluated']} expectations failed**: nothing was published,"
+                " `main` is unchanged."
+            )
+        else:
+            lines.append(f"All {s['evaluated']} expectations passed, but publishing failed: `main` is unchanged.")
+    else:
+        lines.append("The gate stopped before the audit: nothing was published, `main` is unchanged.")
+    if error is not None and not failed:
+        lines += ["", f"**Error**: {prose(f'{type(error).__name__}: {error}', 300)}"]
+    lines.append("")
+
+    if failed:
+        lines += ["## Failed expectations", ""]
+        for e in failed:
+            sentence = prose(describe_expectation(e), 300)
+            sentence += "" if sentence.endswith((".", "…")) else "."
+            where = f" on column {code(e.column)}" if e.column else ""
+            finding = failure(e)
+            finding += "" if finding.endswith((".", "…")) else "."
+            lines.append(f"- **{sentence}** {finding} ({code(e.expectation_type)}{where})")
+        lines.append("")
+
+    facts: list[tuple[str, str]] = [
         ("Dataset", outcome.dataset),
-        ("Source", outcome.source),
-        ("Branch", outcome.branch),
-        ("Rows written", outcome.rows),
-        ("Published commit", f"`{outcome.published_commit}`" if outcome.published else "blocked"),
+        ("Source", code(outcome.source)),
+        ("Branch", code(outcome.branch)),
+        ("Rows written", "" if outcome.rows is None else str(outcome.rows)),
+        ("Published commit", code(outcome.published_commit) if outcome.published else "none"),
     ]
     if audit is not None:
         s = audit.statistics
+        run = audit.run_id if audit.run_time in audit.run_id else f"{audit.run_id} at {audit.run_time}"
         facts += [
             ("Suite", f"{audit.suite_name} (checkpoint {audit.checkpoint_name}, GX {audit.gx_version})"),
-            ("Expectations", f"{s['evaluated']} evaluated, {s['successful']} passed, {s['unsuccessful']} failed"),
-            ("Success", _percent(s.get("success_percent"))),
-            ("Validation run", f"{audit.run_id} at {audit.run_time}"),
-            ("Data docs", audit.data_docs_url or "not built"),
+            (
+                "Expectations",
+                f"{s['evaluated']} evaluated, {s['successful']} passed, {s['unsuccessful']} failed"
+                f" ({_percent(s.get('success_percent'))} success)",
+            ),
+            ("Validation run", code(run)),
+            ("Data docs", code(audit.data_docs_url) if audit.data_docs_url else "not built"),
         ]
-    if error is not None and not (audit is not None and not audit.success):
-        facts.append(("Error", _cell(f"{type(error).__name__}: {error}", 300)))
-    lines += [f"| {name} | {_cell(value, 300) if name != 'Published commit' else value} |" for name, value in facts]
+    lines += ["## Run", ""] + [f"- **{name}**: {value}" for name, value in facts if value]
+
     if audit is not None:
-        lines += [
-            "",
-            "## Expectations",
-            "",
-            "| Status | Expectation | Column | Arguments | Observed | Unexpected | Unexpected % | Sample unexpected |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for row in expectation_rows(audit):
-            status = "✔ pass" if row["status"] == "pass" else "**✘ FAIL**"
-            lines.append(
-                f"| {status} | {_cell(row['description'])} | {row['column']} | {row['arguments']}"
-                f" | {row['observed_value']} | {row['unexpected_count']} | {row['unexpected_percent']}"
-                f" | {row['sample_unexpected_values']} |"
-            )
+        lines += ["", "## All expectations", "", "| Status | Expectation | Result |", "|---|---|---|"]
+        for e in sorted(audit.expectations, key=lambda e: e.success):  # failed first, as in the table artifact
+            lines.append(f"| {'pass' if e.success else '**FAIL**'} | {short(describe_expectation(e))} | {result(e)} |")
     return "\n".join(lines) + "\n"
 
 

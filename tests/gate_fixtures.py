@@ -51,7 +51,8 @@ def lakehouse_dir(tmp_path: Path) -> Path:
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """`wap ARGS` as a real subprocess (the installed console script's module)."""
-    full_env = {**os.environ, **(env or {})}
+    # Wide enough that Rich does not wrap table cells mid-sentence.
+    full_env = {**os.environ, "COLUMNS": "250", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "flows.cli", *args],
         capture_output=True,

@@ -203,6 +203,13 @@ def test_result_metadata_and_data_docs(gx_dir: Path, base_table: pa.Table) -> No
     json.dumps([e.__dict__ for e in result.expectations], default=str)  # outcomes serialise
 
 
+def test_run_name_with_path_separators_is_sanitised(gx_dir: Path, base_table: pa.Table) -> None:
+    # GX's file stores use the run name as a directory and reject "/" and "\\" in it.
+    result = audit(base_table, gx_dir, run_name="team/titanic\\nightly")
+    assert result.success and result.run_id.startswith("team_titanic_nightly@")
+    assert result.data_docs_url and "team_titanic_nightly" in result.data_docs_url
+
+
 def test_table_to_dataframe_types(base_table: pa.Table) -> None:
     df = table_to_dataframe(base_table)
     dtypes = {c: str(t) for c, t in df.dtypes.items()}
@@ -281,5 +288,30 @@ def test_bootstrap_is_idempotent_and_supports_new_datasets(tmp_path: Path, base_
     bootstrap_dataset(context, "passengers_v2")  # `wap suite init`: no suite given -> empty suite
     for sub in ("expectations", "validation_definitions", "checkpoints"):
         assert (project / sub / "passengers_v2.json").is_file()
-    result = run_checkpoint(table_to_dataframe(base_table), "passengers_v2", gx_dir=project)
-    assert result.success and result.statistics["evaluated"] == 0
+    # An empty suite would pass anything: the gate refuses to run it rather than publish unaudited data.
+    with pytest.raises(AuditConfigError, match="'passengers_v2' has no expectations"):
+        run_checkpoint(table_to_dataframe(base_table), "passengers_v2", gx_dir=project)
+
+
+# --- demo data ----------------------------------------------------------------------------------------
+
+
+def test_generate_titanic_mimics_the_real_table() -> None:
+    table = generate_titanic(891)
+    assert table.schema == TITANIC_SCHEMA
+    assert table.column("PassengerId").to_pylist() == list(range(1, 892))
+    assert table.column("Embarked").null_count == 2
+    assert 0.15 < table.column("Age").null_count / 891 < 0.25
+    assert 0.70 < table.column("Cabin").null_count / 891 < 0.85
+    for column in ("PassengerId", "Survived", "Pclass", "Name", "Sex", "SibSp", "Parch", "Ticket", "Fare"):
+        assert table.column(column).null_count == 0, column
+    assert generate_titanic(891).equals(table)  # deterministic
+    assert not generate_titanic(891, seed=1).equals(table)
+    assert generate_titanic(0).num_rows == 0 and generate_titanic(0).schema == TITANIC_SCHEMA
+
+
+def test_corrupt_rejects_unknown_kinds(base_table: pa.Table) -> None:
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corrupt(base_table, "gremlins")
+    assert corrupt(base_table, "age_out_of_range").num_rows == base_table.num_rows
+    assert base_table.equals(generate_titanic(891, seed=0))  # corrupt() never mutates its input

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from gate_fixtures import REAL_TITANIC, isolated_gx, lakehouse_dir, latest_artifact, prefect_api  # noqa: F401
+from gate_fixtures import REAL_TITANIC, latest_artifact
 
 from flows.demo_data import CORRUPTIONS, corrupt, generate_titanic, write_csv
 from flows.lakehouse import MAIN, SourceError, connect

@@ -23,7 +23,8 @@ from typing import Any
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, MetastoreCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationError
-from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression
+from pyiceberg.expressions.parser import parse as parse_filter
 from pyiceberg.io import load_file_io
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.serializers import FromInputFile
@@ -31,10 +32,12 @@ from pyiceberg.table import CommitTableResponse, Table
 from pyiceberg.table.metadata import new_table_metadata
 from pyiceberg.table.sorting import UNSORTED_SORT_ORDER, SortOrder
 from pyiceberg.typedef import EMPTY_DICT, Identifier, Properties
+from pyparsing import ParseException
 
 from .errors import (
     ConcurrentUpdateError,
     InvalidNameError,
+    LakehouseError,
     QueryError,
     SourceError,
     TableExistsError,
@@ -235,7 +238,7 @@ class LocalClient:
     ) -> TableInfo:
         """Create an empty table on `branch` whose schema is inferred from the source files."""
         ns, name = resolve_table_name(table, namespace)
-        catalog = self._catalog(branch)
+        catalog = self._catalog(branch, write=True)
         with open_source(search_uri) as source:
             schema = source.schema
         if _key(ns, name) in self.store.tree(catalog.base_hash) and not replace:
@@ -248,7 +251,7 @@ class LocalClient:
     def import_data(self, table: str, search_uri: str, *, branch: str, namespace: str | None = None) -> ImportState:
         """Append the source's rows to the table on `branch` as one commit, streamed in chunks."""
         ns, name = resolve_table_name(table, namespace)
-        catalog = self._catalog(branch)
+        catalog = self._catalog(branch, write=True)
         tbl = self._load_with(catalog, ns, name, branch)
         with open_source(search_uri) as source:
             _check_compatible(tbl, source)
@@ -265,6 +268,8 @@ class LocalClient:
                         "wap.source": search_uri,
                         "wap.rows": str(rows),
                     }
+            except LakehouseError:
+                raise  # already precise (InvalidNameError is also a ValueError)
             except (ValueError, TypeError, ValidationError) as exc:
                 raise SourceError(f"source {search_uri} does not fit table {ns}.{name}: {exc}") from exc
             except CommitFailedException as exc:
@@ -283,9 +288,15 @@ class LocalClient:
     ) -> pa.Table:
         ns, name = resolve_table_name(table, namespace)
         tbl = self._load(ns, name, ref)
+        row_filter: BooleanExpression = AlwaysTrue()
+        if filters:
+            try:
+                row_filter = parse_filter(filters)
+            except (ParseException, ValueError) as exc:  # pyparsing's errors are not ValueErrors
+                raise QueryError(f"invalid filter {filters!r} for {ns}.{name}: {exc}") from exc
         try:
             scan = tbl.scan(
-                row_filter=filters or AlwaysTrue(),
+                row_filter=row_filter,
                 selected_fields=tuple(columns) if columns else ("*",),
                 limit=limit,
             )
@@ -306,8 +317,11 @@ class LocalClient:
         return tbl.schema().as_arrow(), [f.removeprefix("file://") for f in files]
 
     # ------------------------------------------------------------- helpers
-    def _catalog(self, ref: str) -> _RefCatalog:
+    def _catalog(self, ref: str, *, write: bool = False) -> _RefCatalog:
         resolved = self.store.resolve(ref)
+        if write and not resolved.is_head:
+            # Checked before any file is read or written, not only at commit time.
+            raise InvalidNameError(f"cannot write to {ref}: a past commit is read-only")
         return _RefCatalog(self.store, self.warehouse, resolved, author=self.author)
 
     def _load(self, namespace: str, name: str, ref: str) -> Table:

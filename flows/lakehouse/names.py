@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidNameError
+from .errors import InvalidNameError, RefNotFoundError
 
 DEFAULT_NAMESPACE = "bauplan"
 MAIN = "main"
@@ -18,6 +18,18 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*")
 _HASH = re.compile(r"[0-9a-f]{8,64}")
 MAX_BRANCH_LENGTH = 200
+
+
+class InvalidRefError(RefNotFoundError, InvalidNameError):
+    """`branch@hash` whose hash part is not a commit hash: no such ref can exist.
+
+    Both a RefNotFoundError (a bad hash is an unknown ref, as callers resolving refs expect) and an
+    InvalidNameError (it is rejected by validation, before any lookup).
+    """
+
+    def __init__(self, ref: str, detail: str) -> None:
+        super().__init__(ref)
+        self.args = (f"invalid ref {detail}: expected branch@<hex commit hash>",)
 
 
 def _shown(value: object) -> str:
@@ -51,8 +63,9 @@ def split_ref(ref: str) -> tuple[str, str | None]:
     branch, sep, commit = ref.partition("@")
     validate_branch(branch)
     if sep:
+        commit = commit.lower()  # hashes are stored in lower case
         if not _HASH.fullmatch(commit):
-            raise InvalidNameError(f"invalid ref {_shown(ref)}: expected branch@<hex commit hash>")
+            raise InvalidRefError(ref, _shown(ref))
         return branch, commit
     return branch, None
 
@@ -65,6 +78,7 @@ def resolve_table_name(table: str, namespace: str | None) -> tuple[str, str]:
             raise InvalidNameError(f"table {_shown(table)} is qualified with a namespace other than {namespace!r}")
         namespace, table = ns, name
     return (
-        validate_identifier(namespace or DEFAULT_NAMESPACE, "namespace"),
+        # Only None means the default: an explicit "" (or ".table") is an invalid name, not a fallback.
+        validate_identifier(DEFAULT_NAMESPACE if namespace is None else namespace, "namespace"),
         validate_identifier(table, "table"),
     )

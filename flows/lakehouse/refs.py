@@ -54,14 +54,19 @@ CREATE TABLE IF NOT EXISTS refs (
 """
 
 
-# Every commit reachable from the bound hash, through first and merge parents.
+# The seq of every commit reachable from :start (itself included) through first and merge parents,
+# down to seq :min_seq. A parent is always older than its child (smaller seq), so every path to an
+# ancestor at or above :min_seq stays above it: the bounded walk finds exactly those ancestors, and
+# costs the number of commits since :min_seq, not the size of the history. Walking integer seqs
+# (rowids) rather than text hashes keeps each step an index lookup and the UNION's dedup cheap.
 _ANCESTORS = """
-WITH RECURSIVE
-  edges(child, parent) AS (
-    SELECT hash, parent FROM commits WHERE parent IS NOT NULL
-    UNION ALL SELECT hash, merge_parent FROM commits WHERE merge_parent IS NOT NULL
-  ),
-  anc(h) AS (SELECT ? UNION SELECT e.parent FROM edges e JOIN anc ON e.child = anc.h)
+WITH RECURSIVE anc(s) AS (
+  SELECT seq FROM commits WHERE hash = :start
+  UNION
+  SELECT p.seq FROM anc JOIN commits c ON c.seq = anc.s
+  JOIN commits p ON p.hash IN (c.parent, c.merge_parent)
+  WHERE p.seq >= :min_seq
+)
 """
 
 
@@ -120,7 +125,7 @@ class RefStore:
             if commit is None:
                 return ResolvedRef(ref, branch, row[0], True)
             matches = con.execute("SELECT hash FROM commits WHERE hash LIKE ? LIMIT 2", (commit + "%",)).fetchall()
-            if len(matches) != 1 or matches[0][0] not in self._ancestors(con, row[0]):
+            if len(matches) != 1 or not self._is_ancestor(con, matches[0][0], row[0]):
                 raise RefNotFoundError(ref)
             return ResolvedRef(ref, branch, matches[0][0], matches[0][0] == row[0])
 
@@ -143,14 +148,22 @@ class RefStore:
 
     def log(self, commit_hash: str, limit: int | None = None) -> list[Commit]:
         with self._connect() as con:
-            rows = con.execute(
-                _ANCESTORS
-                + """
-                SELECT hash, parent, merge_parent, message, author, committed_at, properties
-                FROM commits WHERE hash IN (SELECT h FROM anc) ORDER BY seq DESC LIMIT ?
-                """,
-                (commit_hash, -1 if limit is None else limit),
-            ).fetchall()
+            top = self._seq(con, commit_hash)
+            # With a limit, walk a window of recent history and widen it until it holds `limit` commits.
+            span = 0 if limit is None else max(4 * limit, 64)
+            while True:
+                bound = max(top - span, 0) if limit is not None else 0
+                rows = con.execute(
+                    _ANCESTORS
+                    + """
+                    SELECT hash, parent, merge_parent, message, author, committed_at, properties
+                    FROM commits WHERE seq IN (SELECT s FROM anc) ORDER BY seq DESC LIMIT :limit
+                    """,
+                    {"start": commit_hash, "min_seq": bound, "limit": -1 if limit is None else limit},
+                ).fetchall()
+                if limit is None or len(rows) >= limit or bound == 0:
+                    break
+                span *= 8
         return [
             Commit(
                 hash=h,
@@ -227,10 +240,10 @@ class RefStore:
         source = self.resolve(source_ref)
         with self._connect() as con, self._write(con):
             target = self._head(con, into_branch)
-            if source.hash == target or source.hash in self._ancestors(con, target):
+            if self._is_ancestor(con, source.hash, target):
                 return target  # nothing to merge
             source_tree = self._tree(con, source.hash)
-            if target in self._ancestors(con, source.hash):
+            if self._is_ancestor(con, target, source.hash):
                 # Fast-forward: the target has not moved since the branch point, so it takes the
                 # source's tables as they are. One commit still records the message and properties.
                 tree = source_tree
@@ -275,22 +288,38 @@ class RefStore:
             raise ConcurrentUpdateError(f"branch {branch} moved during the commit")
 
     @staticmethod
-    def _ancestors(con: sqlite3.Connection, commit_hash: str) -> set[str]:
-        rows = con.execute(
-            _ANCESTORS + " SELECT h FROM anc",
-            (commit_hash,),
-        ).fetchall()
+    def _seq(con: sqlite3.Connection, commit_hash: str) -> int:
+        row = con.execute("SELECT seq FROM commits WHERE hash = ?", (commit_hash,)).fetchone()
+        if row is None:
+            raise RefNotFoundError(commit_hash)
+        return row[0]
+
+    @staticmethod
+    def _ancestor_seqs(con: sqlite3.Connection, commit_hash: str, min_seq: int = 0) -> set[int]:
+        rows = con.execute(_ANCESTORS + " SELECT s FROM anc", {"start": commit_hash, "min_seq": min_seq})
         return {r[0] for r in rows}
 
+    def _is_ancestor(self, con: sqlite3.Connection, ancestor: str, descendant: str) -> bool:
+        """Whether `ancestor` is `descendant` or reachable from it; walks only the commits in between."""
+        seq = self._seq(con, ancestor)
+        return seq in self._ancestor_seqs(con, descendant, seq)
+
     def _merge_base(self, con: sqlite3.Connection, a: str, b: str) -> str | None:
-        common = self._ancestors(con, a) & self._ancestors(con, b)
-        if not common:
-            return None
-        marks = ",".join("?" * len(common))
-        row = con.execute(
-            f"SELECT hash FROM commits WHERE hash IN ({marks}) ORDER BY seq DESC LIMIT 1", tuple(common)
-        ).fetchone()
-        return row[0]
+        """The newest common ancestor (never an ancestor of another common ancestor, being newer).
+
+        Searched in widening windows below the older tip: branches are usually short, so this reads a
+        few dozen commits instead of the whole history.
+        """
+        low = min(self._seq(con, a), self._seq(con, b))
+        span = 64
+        while True:
+            bound = max(low - span, 0)
+            common = self._ancestor_seqs(con, a, bound) & self._ancestor_seqs(con, b, bound)
+            if common:
+                return con.execute("SELECT hash FROM commits WHERE seq = ?", (max(common),)).fetchone()[0]
+            if bound == 0:
+                return None
+            span *= 16
 
     @staticmethod
     def _insert_commit(

@@ -8,6 +8,7 @@ every statement must be a plain query, and the connection is locked down: no fil
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -46,17 +47,8 @@ def run_readonly_query(client: LocalClient, query: str, *, ref: str, namespace: 
     check_read_only(query)
     con = duckdb.connect(":memory:")
     try:
-        schemas: set[str] = set()
-        for index, info in enumerate(client.get_tables(ref)):
-            schema, files = client.data_files(info.name, ref=ref, namespace=info.namespace)
-            data = ds.dataset(files, schema=schema, format="parquet") if files else schema.empty_table()
-            hidden = f"__wap_table_{index}"
-            con.register(hidden, data)
-            if info.namespace not in schemas:
-                con.execute(f'CREATE SCHEMA "{info.namespace}"')  # names are validated identifiers
-                schemas.add(info.namespace)
-            con.execute(f'CREATE VIEW "{info.namespace}"."{info.name}" AS SELECT * FROM {hidden}')
-        default = validate_identifier(namespace or DEFAULT_NAMESPACE, "namespace")
+        default = validate_identifier(DEFAULT_NAMESPACE if namespace is None else namespace, "namespace")
+        schemas = _expose_tables(con, client, ref)
         if default in schemas:
             con.execute(f"SET schema = '{default}'")
         for statement in _LOCKDOWN:
@@ -69,3 +61,27 @@ def run_readonly_query(client: LocalClient, query: str, *, ref: str, namespace: 
             raise QueryError(str(exc).splitlines()[0]) from exc
     finally:
         con.close()
+
+
+def _expose_tables(con: duckdb.DuckDBPyConnection, client: LocalClient, ref: str) -> set[str]:
+    """Create a view `namespace.table` per table on `ref`; return the namespaces that hold views."""
+    # A per-query prefix, so a hidden name never collides with a user's table.
+    prefix = f"__wap_{uuid.uuid4().hex[:8]}_"
+    schemas: set[str] = set()
+    for index, info in enumerate(client.get_tables(ref)):
+        schema, files = client.data_files(info.name, ref=ref, namespace=info.namespace)
+        data = ds.dataset(files, schema=schema, format="parquet") if files else schema.empty_table()
+        hidden = f"{prefix}{index}"
+        con.register(hidden, data)
+        try:
+            # In the `memory` catalog explicitly, and IF NOT EXISTS: a namespace may be named like one of
+            # DuckDB's own schemas or catalogs ("main", "temp", "system"). Names are validated identifiers.
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS memory."{info.namespace}"')
+            con.execute(f'CREATE VIEW memory."{info.namespace}"."{info.name}" AS SELECT * FROM {hidden}')
+        except duckdb.Error:
+            # Reserved by DuckDB (information_schema, pg_catalog): that table cannot be named in SQL,
+            # but it must not make every other table unqueryable.
+            con.unregister(hidden)
+            continue
+        schemas.add(info.namespace)
+    return schemas

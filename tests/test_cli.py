@@ -1,0 +1,160 @@
+"""The `wap` command line as users run it: real subprocesses, exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from gate_fixtures import latest_artifact, run_cli
+
+from flows.demo_data import corrupt, generate_titanic, write_csv
+from flows.lakehouse import MAIN, connect
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("cli-sources")
+    clean = generate_titanic(891, seed=2)
+    pq.write_table(corrupt(clean, "bad_pclass"), folder / "bad.parquet")
+    return {"clean": write_csv(clean, folder / "clean.csv"), "bad": folder / "bad.parquet"}
+
+
+@pytest.fixture
+def env(prefect_api: str) -> dict[str, str]:
+    # Subprocesses report to the session's Prefect server instead of starting their own.
+    return {"PREFECT_API_URL": prefect_api, "WAP_GX_DIR": os.environ["WAP_GX_DIR"]}
+
+
+def assert_clean_failure(result, code: int, *needles: str) -> None:
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "validate", "demo", "serve", "branches", "tables", "log", "query"):
+        assert command in result.stdout
+
+
+def test_run_publishes_then_inspection_commands_show_it(files, env, tmp_path):
+    lake = str(tmp_path / "lake")
+    result = run_cli("run", "titanic", "--source", str(files["clean"]), "--lakehouse", lake, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "published titanic: 891 rows" in result.stdout
+    head = connect("local", lake).get_branch(MAIN).hash
+
+    branches = run_cli("branches", "--lakehouse", lake)
+    assert branches.returncode == 0 and "main" in branches.stdout and head[:12] in branches.stdout
+    assert ".wap_" not in branches.stdout
+    tables = run_cli("tables", "--lakehouse", lake)
+    assert tables.returncode == 0 and "bauplan.titanic" in tables.stdout and "891" in tables.stdout
+    log = run_cli("log", "--lakehouse", lake, "--limit", "1")
+    assert log.returncode == 0 and head[:12] in log.stdout and "gx.suite=titanic" in log.stdout
+    query = run_cli("query", "select Sex, count(*) as n from titanic group by Sex order by Sex", "--lakehouse", lake)
+    assert query.returncode == 0 and "female" in query.stdout and "male" in query.stdout
+
+
+def test_run_blocked_exits_1_with_one_line(files, env, tmp_path):
+    lake = str(tmp_path / "lake")
+    result = run_cli("run", "titanic", "--source", str(files["bad"]), "--lakehouse", lake, env=env)
+    assert_clean_failure(result, 1, "blocked:", "Pclass", "expect_column_values_to_be_in_set")
+    assert not connect("local", lake).has_table("titanic", MAIN)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "nosuchdataset"], "unknown dataset 'nosuchdataset'"),
+        (["run", "titanic", "--source", "/nonexistent/x.csv"], "source not found: /nonexistent/x.csv"),
+        (["run", "titanic", "--source", "/nonexistent/*.csv"], "no file matches source /nonexistent/*.csv"),
+        (["run", "titanic", "--branch", "../../etc", "--source", "x.csv"], "invalid branch name"),
+        (["run", "titanic", "--backend", "nope"], "unknown backend 'nope'"),
+        (["run"], "give a DATASET or --all"),
+        (["query", "drop table titanic"], "only read-only SELECT"),
+        (["query", "select * from read_csv('/etc/passwd')"], "Permission"),
+        (["tables", "--ref", "nosuchbranch"], "branch not found: nosuchbranch"),
+        (["log", "--ref", "main@deadbeefdeadbeef"], "ref not found"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, needle, env, tmp_path):
+    result = run_cli(*args, "--lakehouse", str(tmp_path / "lake"), env=env)
+    assert_clean_failure(result, 2, needle)
+    if (tmp_path / "lake").exists():
+        client = connect("local", tmp_path / "lake")
+        assert [b.name for b in client.get_branches()] == [MAIN]
+        assert client.get_tables(MAIN) == []
+
+
+def test_validate_audits_a_file_without_writing(files, env, tmp_path):
+    ok = run_cli("validate", "titanic", "--source", str(files["clean"]), env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "passed:" in ok.stdout and "PassengerId values must be unique" in ok.stdout
+    bad = run_cli("validate", "titanic", "--source", str(files["bad"]), env=env)
+    assert_clean_failure(bad, 1, "blocked:", "Pclass")
+    missing = run_cli("validate", "titanic", "--source", str(tmp_path / "none.csv"), env=env)
+    assert_clean_failure(missing, 2, "source not found")
+    assert "--lakehouse" not in run_cli("validate", "--help").stdout  # it never touches a lakehouse
+
+
+def _declare(tmp_path: Path, datasets: dict[str, Path]) -> Path:
+    path = tmp_path / "datasets.yml"
+    entries = {name: {"source": str(src), "table": name, "checkpoint": "titanic"} for name, src in datasets.items()}
+    path.write_text(yaml.safe_dump({"datasets": entries}))
+    return path
+
+
+def test_run_all_publishes_every_dataset_concurrently(files, env, tmp_path):
+    declared = _declare(tmp_path, {"titanic": files["clean"], "titanic_copy": files["clean"]})
+    lake = str(tmp_path / "lake")
+    result = run_cli("run", "--all", "--lakehouse", lake, env={**env, "WAP_DATASETS": str(declared)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("published") >= 2
+    client = connect("local", lake)
+    assert client.get_table("titanic", MAIN).records == 891
+    assert client.get_table("titanic_copy", MAIN).records == 891
+    assert [b.name for b in client.get_branches()] == [MAIN]
+
+
+def test_run_all_reports_each_outcome(files, env, tmp_path):
+    declared = _declare(tmp_path, {"good_one": files["clean"], "bad_one": files["bad"]})
+    lake = str(tmp_path / "lake")
+    result = run_cli("run", "--all", "--lakehouse", lake, env={**env, "WAP_DATASETS": str(declared)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "good_one" in result.stdout and "bad_one" in result.stdout and "blocked" in result.stdout
+    client = connect("local", lake)
+    assert client.has_table("good_one", MAIN) and not client.has_table("bad_one", MAIN)
+    assert "BLOCKED" in latest_artifact("bad-one-validation")["data"]
+    assert "PUBLISHED" in latest_artifact("good-one-validation")["data"]
+
+
+def test_demo_offline_with_its_own_prefect(tmp_path):
+    """`wap demo` on a machine with no Prefect server: both outcomes, artifacts in $PREFECT_HOME."""
+    home = tmp_path / "prefect-home"
+    env = {"PREFECT_HOME": str(home), "WAP_GX_DIR": os.environ["WAP_GX_DIR"]}
+    result = run_cli("demo", "--lakehouse", str(tmp_path / "lake"), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "published" in result.stdout and "blocked" in result.stdout
+    assert "prefect server start" in result.stdout and "titanic-validation" in result.stdout
+    client = connect("local", tmp_path / "lake")
+    assert client.get_table("titanic", MAIN).records == 891
+    assert [b.name for b in client.get_branches()] == [MAIN]
+    artifacts = subprocess.run(
+        [sys.executable, "-m", "prefect", "artifact", "ls"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=180,
+    )
+    assert artifacts.returncode == 0, artifacts.stderr
+    for key in ("titanic-validation", "titanic-expectations", "titanic-data-docs"):
+        assert key in artifacts.stdout
