@@ -291,6 +291,16 @@ def serve(
         prefect_serve(*deployments)
 
 
+def _mount_subcommands() -> None:
+    # `wap suite ...` lives in its own module (suite authoring); mounted here so `wap --help` lists it.
+    from .suite_cli import suite_app
+
+    app.add_typer(suite_app, name="suite", help="Author expectation suites: list, show, check, init, diff.")
+
+
+_mount_subcommands()
+
+
 def main() -> None:
     try:
         app()
