@@ -12,6 +12,7 @@ the user keeps failed branches for inspection), and main is never touched.
 from __future__ import annotations
 
 import getpass
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ class GateOutcome:
 
 def default_branch_name(dataset: str, user: str | None = None) -> str:
     """`<user>.wap_<dataset>_<short id>`: Bauplan requires branches to start with the username."""
-    user = re.sub(r"[^A-Za-z0-9_-]", "_", user or getpass.getuser()) or "wap"
+    user = re.sub(r"[^A-Za-z0-9_-]", "_", user or os.environ.get("WAP_USER") or getpass.getuser()) or "wap"
     return f"{user}.wap_{dataset}_{uuid.uuid4().hex[:8]}"
 
 

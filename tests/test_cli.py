@@ -158,3 +158,59 @@ def test_demo_offline_with_its_own_prefect(tmp_path):
     assert artifacts.returncode == 0, artifacts.stderr
     for key in ("titanic-validation", "titanic-expectations", "titanic-data-docs"):
         assert key in artifacts.stdout
+
+
+def test_serve_runs_a_dataset_from_its_deployment(files, env, tmp_path):
+    """`wap serve` registers one deployment per dataset; a run created from it (as the UI does) publishes."""
+    import time
+
+    import httpx
+
+    api = env["PREFECT_API_URL"]
+    declared = tmp_path / "datasets.yml"
+    declared.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": {
+                    "titanic": {"source": str(files["clean"]), "checkpoint": "titanic", "schedule": "0 6 * * *"},
+                    "titanic_bad": {"source": str(files["bad"]), "table": "titanic_bad", "checkpoint": "titanic"},
+                }
+            }
+        )
+    )
+    lake = tmp_path / "lake"
+    server_env = {**os.environ, **env, "WAP_DATASETS": str(declared), "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "serve", "--lakehouse", str(lake)],
+        env=server_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deployments: dict[str, dict] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(deployments) < 2:
+            found = httpx.post(f"{api}/deployments/filter", json={"limit": 50, "offset": 0}, timeout=30).json()
+            deployments = {d["name"]: d for d in found if d["name"] in ("titanic", "titanic_bad")}
+            time.sleep(1)
+        assert set(deployments) == {"titanic", "titanic_bad"}, "deployments not registered"
+        schedules = deployments["titanic"].get("schedules") or []
+        assert any(s["schedule"].get("cron") == "0 6 * * *" for s in schedules)
+        assert deployments["titanic"]["parameters"]["dataset"] == "titanic"
+
+        run = httpx.post(f"{api}/deployments/{deployments['titanic']['id']}/create_flow_run", json={}, timeout=30)
+        run.raise_for_status()
+        state = None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            state = httpx.get(f"{api}/flow_runs/{run.json()['id']}", timeout=30).json()["state"]["type"]
+            if state in ("COMPLETED", "FAILED", "CRASHED"):
+                break
+            time.sleep(1)
+        assert state == "COMPLETED"
+        assert connect("local", lake).get_table("titanic", MAIN).records == 891
+    finally:
+        os.killpg(serve.pid, 15)
+        serve.wait(timeout=30)

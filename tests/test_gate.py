@@ -165,3 +165,28 @@ def test_branch_that_exists_is_refused(sources, lakehouse_dir):
 def test_real_titanic_is_published(lakehouse_dir):
     outcome = _gate(source=str(REAL_TITANIC), lakehouse=str(lakehouse_dir))
     assert outcome.published and outcome.rows == 891
+
+
+def test_audit_outcomes_are_prefect_events(sources, lakehouse_dir, prefect_api):
+    import time
+
+    import httpx
+
+    from flows.wap import AuditFailedError
+
+    _gate(source=str(sources["clean"]), lakehouse=str(lakehouse_dir))
+    with pytest.raises(AuditFailedError):
+        _gate(source=str(sources["bad_pclass"]), lakehouse=str(lakehouse_dir))
+    names: set[str] = set()
+    for _ in range(30):  # events reach the server asynchronously
+        response = httpx.post(
+            f"{prefect_api}/events/filter",
+            json={"filter": {"event": {"prefix": ["wap.audit."]}, "any_resource": {"id": ["wap.dataset.titanic"]}}},
+            timeout=30,
+        )
+        response.raise_for_status()
+        names = {e["event"] for e in response.json()["events"]}
+        if {"wap.audit.passed", "wap.audit.failed"} <= names:
+            break
+        time.sleep(1)
+    assert {"wap.audit.passed", "wap.audit.failed"} <= names

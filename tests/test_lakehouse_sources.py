@@ -120,7 +120,9 @@ def test_http_source(lakehouse: LocalClient, http_base: str, relative: str) -> N
 
 def test_types_beyond_the_basics(lakehouse: LocalClient, tmp_path: Path) -> None:
     path = tmp_path / "typed.csv"
-    path.write_text("flag,day,at,empty,n\ntrue,2024-01-02,2024-01-02 03:04:05,,1\nfalse,2024-02-03,2024-02-03 04:05:06,,\n")
+    path.write_text(
+        "flag,day,at,empty,n\ntrue,2024-01-02,2024-01-02 03:04:05,,1\nfalse,2024-02-03,2024-02-03 04:05:06,,\n"
+    )
     import_new(lakehouse, str(path))
     types = {f.name: f.type for f in lakehouse.get_table("t", MAIN).fields}
     assert types == {"flag": "boolean", "day": "date", "at": "timestamp", "empty": "string", "n": "long"}
@@ -299,9 +301,7 @@ def test_s3_endpoint_refusing_connections_fails_fast(table_t: LocalClient, monke
     # The real S3 client against a local port nobody listens on: independent of DNS and network.
     real = pafs.S3FileSystem
     monkeypatch.setattr(sources, "HTTP_TIMEOUT_S", 5.0)
-    monkeypatch.setattr(
-        pafs, "S3FileSystem", lambda **kw: real(**kw, endpoint_override="127.0.0.1:9", scheme="http")
-    )
+    monkeypatch.setattr(pafs, "S3FileSystem", lambda **kw: real(**kw, endpoint_override="127.0.0.1:9", scheme="http"))
     before = head(table_t)
     started = time.monotonic()
     with pytest.raises(SourceError, match=re.escape("s3://bucket/data.csv")):

@@ -238,6 +238,13 @@ class Element:
         """Text content with whitespace collapsed (what a reader sees, modulo CSS)."""
         return " ".join(self.raw_text().split())
 
+    def words(self) -> str:
+        """Every text node, space separated (for failure messages: block elements' texts do not run together)."""
+        if self.tag in ("script", "style"):
+            return ""
+        parts = (" ".join(c.split()) if isinstance(c, str) else c.words() for c in self.children)
+        return " ".join(p for p in parts if p)
+
 
 class _TreeBuilder(HTMLParser):
     """Builds a tree from Chromium's serialised DOM (well formed: every non-void element is closed)."""
@@ -314,7 +321,7 @@ def rendered_markdown(html: str) -> RenderedMarkdown | None:
 def page_summary(html: str, limit: int = 600) -> str:
     """What the page showed, for failure messages: its visible text, shortened."""
     body = next((e for e in parse_html(html).iter() if e.tag == "body"), None)
-    text = body.text() if body is not None else " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    text = body.words() if body is not None else " ".join(re.sub(r"<[^>]+>", " ", html).split())
     return text[:limit] + ("…" if len(text) > limit else "")
 
 
@@ -365,10 +372,14 @@ def load_page(
         problems.append(
             f"attempt {attempt} (virtual time {budget} ms): exit {result.returncode}, "
             f"screenshot {'written' if screenshot.is_file() else 'missing'}, page text: {page_summary(dom)!r}\n"
-            f"chromium stderr tail:\n{tail(result.stderr, 8)}"
+            f"chromium stderr tail (D-Bus noise left out):\n{tail(_without_dbus(result.stderr), 8)}"
         )
         time.sleep(1)
     raise AssertionError(f"{url} did not render the artifact in headless Chromium:\n" + "\n".join(problems))
+
+
+def _without_dbus(stderr: str) -> str:
+    return "\n".join(line for line in stderr.splitlines() if "dbus" not in line.lower())
 
 
 def png_size(path: Path) -> tuple[int, int]:
