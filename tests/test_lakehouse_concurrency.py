@@ -63,8 +63,9 @@ def finish(procs: list[subprocess.Popen]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------- concurrent imports
 def test_threads_appending_to_one_table_lose_no_update(lakehouse: LocalClient, tmp_path: Path) -> None:
-    sources = {n: str(write_csv(tmp_path / f"s{n}.csv", n)) for n in range(1, 9)}
-    lakehouse.create_table("t", sources[1], branch=MAIN)
+    # At least 2 rows each: x is then 0.0, 0.5, ... and every file infers x as double.
+    sources = {n: str(write_csv(tmp_path / f"s{n}.csv", n)) for n in range(2, 10)}
+    lakehouse.create_table("t", sources[2], branch=MAIN)
     barrier = threading.Barrier(len(sources))
 
     def writer(n: int) -> tuple[list[int], int]:
@@ -236,7 +237,8 @@ def test_sigkill_at_random_instants_leaves_every_ref_consistent(tmp_path: Path) 
         client.create_table(table, str(files[table][0]), branch=MAIN)
     rng = random.Random(KILL_SEED)
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["lakehouse_worker"])
+    # Preload the heavy imports (pyiceberg, pyarrow: ~1.5 s) once, so a forked worker writes at once.
+    context.set_forkserver_preload(["lakehouse_worker", "flows.lakehouse.local", "flows.lakehouse.sql"])
     kills = 0
     for round_no in range(KILL_ROUNDS):
         # Two workers race on the same catalog; each dies at its own random instant.
