@@ -184,7 +184,7 @@ def render_markdown(outcome: GateOutcome, error: BaseException | None = None) ->
         ("Source", code(outcome.source)),
         ("Branch", code(outcome.branch)),
         ("Rows written", "" if outcome.rows is None else str(outcome.rows)),
-        ("Published commit", code(outcome.published_commit) if outcome.published else "none"),
+        ("Published commit", code(outcome.published_commit) if outcome.published else "blocked"),
     ]
     if audit is not None:
         s = audit.statistics
