@@ -97,9 +97,21 @@ def get_dataset(name: str, path: Path | None = None) -> Dataset:
 def save_dataset(dataset: Dataset, path: Path | None = None) -> None:
     """Add or replace one declaration, keeping the others (used by `wap suite init`)."""
     path = path or datasets_file()
-    raw = yaml.safe_load(path.read_text()) if path.exists() else None
+    text = path.read_text() if path.exists() else ""
+    raw = yaml.safe_load(text) if text else None
     raw = raw if isinstance(raw, dict) else {}
     raw.setdefault("datasets", {})[dataset.name] = dataset.to_dict()
+    # yaml.safe_dump drops comments: keep at least the leading comment block that documents the file.
+    header = "".join(line + "\n" for line in _leading_comments(text))
     staged = path.with_suffix(".yml.tmp")
-    staged.write_text(yaml.safe_dump(raw, sort_keys=False))
+    staged.write_text(header + yaml.safe_dump(raw, sort_keys=False))
     os.replace(staged, path)  # never a half-written declarations file
+
+
+def _leading_comments(text: str) -> list[str]:
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return lines

@@ -521,3 +521,22 @@ def test_a_second_client_sees_the_same_catalog(lakehouse: LocalClient, lakehouse
     other = connect("local", lakehouse_dir)
     assert other.get_branch(MAIN) == lakehouse.get_branch(MAIN)
     assert rows(other, "t", MAIN) == 3
+
+
+def test_lakehouse_path_with_space_unicode_and_url_characters(tmp_path: Path, csvs) -> None:
+    # Table locations were file:// URIs, percent-encoded; pyiceberg does not decode them, so every
+    # file went to a sibling directory literally named "my%20lake%C3%A9..." outside the lakehouse.
+    parent = tmp_path / "parent"
+    root = parent / "my lake é #1?"
+    client = connect("local", root)
+    add_table(client, "t", csvs["a"])
+    client.create_branch("dev", MAIN)
+    client.import_data("t", str(csvs["b"]), branch="dev")
+    client.merge_branch("dev", MAIN)
+
+    assert [p.name for p in parent.iterdir()] == [root.name]  # nothing written beside the lakehouse
+    schema, files = client.data_files("t", ref=MAIN)
+    assert files and all(Path(f).is_file() and Path(f).is_relative_to(root) for f in files)
+    location = client.get_table("t", MAIN).metadata_location
+    assert StaticTable.from_metadata(location).scan().to_arrow().num_rows == 8
+    assert client.query("SELECT count(*) AS n FROM t", ref=MAIN).to_pylist() == [{"n": 8}]

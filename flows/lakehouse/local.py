@@ -66,7 +66,7 @@ class _RefCatalog(MetastoreCatalog):
     """
 
     def __init__(self, store: RefStore, warehouse: Path, ref: ResolvedRef, *, author: str) -> None:
-        super().__init__("wap", warehouse=warehouse.as_uri())
+        super().__init__("wap", warehouse=str(warehouse))
         self.store = store
         self.warehouse = warehouse
         self.ref = ref
@@ -102,7 +102,9 @@ class _RefCatalog(MetastoreCatalog):
         namespace, name = self._split(identifier)
         schema = self._convert_schema_if_needed(schema)
         # A fresh directory per creation, so the same table created on two branches never collides.
-        location = location or (self.warehouse / namespace / f"{name}-{uuid.uuid4().hex[:12]}").as_uri()
+        # A plain absolute path, not a file:// URI: pyiceberg does not percent-decode URIs, so a
+        # lakehouse path with a space or non-ASCII letter sent every file to a "%20"-named sibling dir.
+        location = location or str(self.warehouse / namespace / f"{name}-{uuid.uuid4().hex[:12]}")
         metadata = new_table_metadata(
             location=location,
             schema=schema,
@@ -211,9 +213,11 @@ class LocalClient:
 
     # -------------------------------------------------------------- tables
     def get_tables(self, ref: str, *, namespace: str | None = None) -> list[TableInfo]:
-        tree = self.store.tree(self.store.resolve(ref).hash)
+        # Every table is read at the same commit, even if the branch moves meanwhile.
+        pinned = self._pinned_ref(ref)
+        tree = self.store.tree(self.store.resolve(pinned).hash)
         keys = sorted(k for k in tree if namespace is None or k.split(".", 1)[0] == namespace)
-        return [self.get_table(k, ref) for k in keys]
+        return [self.get_table(k, pinned) for k in keys]
 
     def has_table(self, table: str, ref: str, *, namespace: str | None = None) -> bool:
         ns, name = resolve_table_name(table, namespace)
@@ -317,6 +321,15 @@ class LocalClient:
         return tbl.schema().as_arrow(), [f.removeprefix("file://") for f in files]
 
     # ------------------------------------------------------------- helpers
+    def _pinned_ref(self, ref: str) -> str:
+        """`ref` as `branch@hash` of the commit it points to now: later reads see that same commit.
+
+        Reading several tables through a branch name re-resolves it for each table, so a merge landing
+        in between would show one table before it and another after it.
+        """
+        resolved = self.store.resolve(ref)
+        return f"{resolved.branch}@{resolved.hash}"
+
     def _catalog(self, ref: str, *, write: bool = False) -> _RefCatalog:
         resolved = self.store.resolve(ref)
         if write and not resolved.is_head:

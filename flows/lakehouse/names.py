@@ -29,7 +29,11 @@ class InvalidRefError(RefNotFoundError, InvalidNameError):
 
     def __init__(self, ref: str, detail: str) -> None:
         super().__init__(ref)
+        self.detail = detail
         self.args = (f"invalid ref {detail}: expected branch@<hex commit hash>",)
+
+    def __reduce__(self) -> tuple:  # picklable (e.g. raised in a worker process)
+        return (type(self), (self.ref, self.detail))
 
 
 def _shown(value: object) -> str:

@@ -124,7 +124,10 @@ class RefStore:
                 raise (BranchNotFoundError(branch) if commit is None else RefNotFoundError(ref))
             if commit is None:
                 return ResolvedRef(ref, branch, row[0], True)
-            matches = con.execute("SELECT hash FROM commits WHERE hash LIKE ? LIMIT 2", (commit + "%",)).fetchall()
+            # A prefix as an index range ('g' sorts after every hex digit), not a LIKE that scans them all.
+            matches = con.execute(
+                "SELECT hash FROM commits WHERE hash >= ? AND hash < ? LIMIT 2", (commit, commit + "g")
+            ).fetchall()
             if len(matches) != 1 or not self._is_ancestor(con, matches[0][0], row[0]):
                 raise RefNotFoundError(ref)
             return ResolvedRef(ref, branch, matches[0][0], matches[0][0] == row[0])

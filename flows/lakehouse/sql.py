@@ -45,9 +45,11 @@ def check_read_only(query: str) -> None:
 
 def run_readonly_query(client: LocalClient, query: str, *, ref: str, namespace: str | None = None) -> pa.Table:
     check_read_only(query)
+    default = validate_identifier(DEFAULT_NAMESPACE if namespace is None else namespace, "namespace")
+    # One commit for every table of the query, even if the branch moves while the views are built.
+    ref = client._pinned_ref(ref)
     con = duckdb.connect(":memory:")
     try:
-        default = validate_identifier(DEFAULT_NAMESPACE if namespace is None else namespace, "namespace")
         schemas = _expose_tables(con, client, ref)
         if default in schemas:
             con.execute(f"SET schema = '{default}'")
