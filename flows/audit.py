@@ -329,3 +329,11 @@ def describe_failures(result: AuditResult, max_examples: int = 5) -> str:
     if result.data_docs_url:
         lines.append(f"Data docs: {result.data_docs_url}")
     return "\n".join(lines)
+
+
+def summarize_failures(result: AuditResult, max_examples: int = 5) -> str:
+    """`describe_failures` on one line: what the CLI prints and what the gate's error says."""
+    lines = describe_failures(result, max_examples).splitlines()
+    failures = [line.strip(" -") for line in lines[1:] if line.startswith("  -")]
+    stats = result.statistics
+    return f"{stats['unsuccessful']} of {stats['evaluated']} expectations failed: " + "; ".join(failures)

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -49,9 +49,11 @@ def exit_code_for(exc: BaseException) -> int:
     from .audit import AuditConfigError
     from .datasets import DatasetError
     from .lakehouse import BackendUnavailableError, ConcurrentUpdateError, LakehouseError, MergeConflictError
-    from .wap import AuditFailedError
 
-    if isinstance(exc, AuditFailedError):
+    # Only a gate run raises AuditFailedError, so only look for it once the flow module is loaded:
+    # an error exit of a cheap command should not pay for importing Prefect.
+    wap_module = sys.modules.get("flows.wap")
+    if wap_module is not None and isinstance(exc, wap_module.AuditFailedError):
         return EXIT_BLOCKED
     if isinstance(exc, MergeConflictError | ConcurrentUpdateError | BackendUnavailableError):
         return EXIT_NOT_PUBLISHED
@@ -77,7 +79,18 @@ def cli_errors() -> Iterator[None]:
         if code == EXIT_INTERNAL and os.environ.get("WAP_DEBUG"):
             raise
         prefix = {EXIT_BLOCKED: "blocked", EXIT_NOT_PUBLISHED: "not published", EXIT_INTERNAL: "internal error"}
+        _drain_prefect_services()
         fail(f"{prefix.get(code, 'error')}: {one_line(exc)}", code)
+
+
+def _drain_prefect_services() -> None:
+    """Let Prefect's background workers (events, logs) finish first, so our message is the last line."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect._internal.concurrency.services import QueueService
+
+    with suppress(Exception):  # best effort: never mask the real error
+        QueueService.drain_all(timeout=10)
 
 
 def _client(backend: str, lakehouse: str):
@@ -193,6 +206,7 @@ def run(
         fail("error: --source and --branch apply to one dataset, not --all", EXIT_BAD_INPUT)
     with cli_errors():
         _check_backend(backend)
+        _preflight(dataset, branch)
         _quiet_prefect_tracebacks()
         if not all_datasets:
             outcome = _run_one(dataset, source, branch, backend, lakehouse, keep_failed_branch)
@@ -220,6 +234,19 @@ def run(
             raise typer.Exit(worst)
 
 
+def _preflight(dataset: str | None, branch: str | None) -> None:
+    """Reject an unknown dataset or a bad branch name before Prefect or the lakehouse is touched."""
+    from .datasets import get_dataset, load_datasets
+    from .lakehouse.names import validate_branch
+
+    if dataset is None:
+        load_datasets()
+    else:
+        get_dataset(dataset)
+    if branch is not None:
+        validate_branch(branch)
+
+
 def _check_backend(backend: str) -> None:
     from .lakehouse import BACKENDS, InvalidNameError
 
@@ -234,7 +261,7 @@ def validate(
 ) -> None:
     """Run the dataset's audit on a file, without touching the lakehouse: exit 0 pass, 1 fail, 2 bad input."""
     with cli_errors():
-        from .audit import describe_failures, run_checkpoint, table_to_dataframe
+        from .audit import describe_failures, run_checkpoint, summarize_failures, table_to_dataframe
         from .datasets import get_dataset
         from .lakehouse.sources import read_source
         from .reports import expectation_rows
@@ -257,7 +284,8 @@ def validate(
         if result.data_docs_url:
             out.print(f"data docs: {result.data_docs_url}", soft_wrap=True)
         if not result.success:
-            fail(f"blocked: {describe_failures(result)}", EXIT_BLOCKED)
+            err.print(describe_failures(result), markup=False, highlight=False, soft_wrap=True)
+            fail(f"blocked: {dataset}: {summarize_failures(result)}", EXIT_BLOCKED)
         out.print(f"passed: {result.statistics['successful']}/{result.statistics['evaluated']} expectations")
 
 

@@ -23,7 +23,7 @@ from prefect.context import FlowRunContext
 from prefect.tasks import exponential_backoff
 from prefect.transactions import get_transaction, transaction
 
-from .audit import AuditResult, describe_failures, run_checkpoint, table_to_dataframe
+from .audit import AuditResult, describe_failures, run_checkpoint, summarize_failures, table_to_dataframe
 from .datasets import Dataset, get_dataset
 from .lakehouse import MAIN, BackendUnavailableError, LakehouseError, connect, default_backend, default_lakehouse
 from .lakehouse.names import validate_branch
@@ -35,11 +35,7 @@ class AuditFailedError(Exception):
 
     def __init__(self, dataset: str, result: AuditResult) -> None:
         # One line (the CLI prints it as is); the audit task logs the detailed description.
-        failures = [line.strip(" -") for line in describe_failures(result).splitlines()[1:] if line.startswith("  -")]
-        stats = result.statistics
-        super().__init__(
-            f"{dataset}: {stats['unsuccessful']} of {stats['evaluated']} expectations failed: " + "; ".join(failures)
-        )
+        super().__init__(f"{dataset}: {summarize_failures(result)}")
         self.dataset = dataset
         self.result = result
 

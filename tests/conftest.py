@@ -1,21 +1,27 @@
-"""Shared pytest fixtures. Keep them generic: several test modules rely on them.
+"""Shared test setup and generic fixtures.
 
-The gate fixtures live in `gate_fixtures.py` (Prefect is only started by tests that ask for it) and are
-registered here so every test module can request them by name.
+Every test session gets its own PREFECT_HOME (never the user's ~/.prefect). The gate fixtures live in
+`gate_fixtures.py` (Prefect starts only for tests that ask for it) and are registered as a plugin here.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
-from gate_fixtures import isolated_gx, lakehouse_dir, prefect_api  # noqa: F401  (registers the fixtures)
 
-from flows.lakehouse import connect
-from flows.lakehouse.local import LocalClient
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="wap-test-prefect-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.pop("PREFECT_API_URL", None)  # tests start their own servers
+
+pytest_plugins = ["gate_fixtures"]
 
 
 @pytest.fixture
-def lakehouse(lakehouse_dir: Path) -> LocalClient:  # noqa: F811  (lakehouse_dir is the fixture above)
+def lakehouse(lakehouse_dir: Path):
     """A fresh embedded lakehouse (real files, real SQLite) in the test's temporary directory."""
+    from flows.lakehouse import connect
+
     return connect("local", lakehouse_dir, author="tester")

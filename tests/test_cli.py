@@ -152,7 +152,7 @@ def test_demo_offline_with_its_own_prefect(tmp_path):
         [sys.executable, "-m", "prefect", "artifact", "ls"],
         capture_output=True,
         text=True,
-        env={**os.environ, **env},
+        env={**os.environ, **env, "COLUMNS": "250"},  # the listing cuts keys at the terminal width
         timeout=180,
     )
     assert artifacts.returncode == 0, artifacts.stderr
