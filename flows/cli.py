@@ -319,6 +319,27 @@ def serve(
         prefect_serve(*deployments)
 
 
+@app.command()
+def gc(
+    older_than: Annotated[str, typer.Option(help="Only branches at least this old: 90s, 30m, 24h, 7d.")] = "24h",
+    dry_run: Annotated[bool, typer.Option(help="List what would be deleted; delete nothing.")] = False,
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
+) -> None:
+    """Delete stale gate branches left by crashed runs (never main, never a branch the gate did not name)."""
+    with cli_errors():
+        from .gc import collect_stale_branches, parse_duration
+
+        stale = collect_stale_branches(
+            _client(backend, lakehouse), older_than=parse_duration(older_than), dry_run=dry_run
+        )
+        table = Table("branch", "age", "action")
+        for branch in stale:
+            action = "would delete" if dry_run else ("deleted" if branch.deleted else "already gone")
+            table.add_row(branch.name, str(branch.age).split(".")[0], action)
+        out.print(table if stale else f"no gate branch older than {older_than}")
+
+
 def _mount_subcommands() -> None:
     # `wap suite ...` lives in its own module (suite authoring); mounted here so `wap --help` lists it.
     from .suite_cli import suite_app

@@ -11,6 +11,7 @@ from typing import Any
 class Branch:
     name: str
     hash: str
+    created_at: datetime | None = None  # when the backend records it (the embedded one does)
 
 
 @dataclass(frozen=True)

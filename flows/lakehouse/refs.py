@@ -142,8 +142,8 @@ class RefStore:
 
     def branches(self) -> list[Branch]:
         with self._connect() as con:
-            rows = con.execute("SELECT name, hash FROM refs ORDER BY name").fetchall()
-        return [Branch(name, commit) for name, commit in rows]
+            rows = con.execute("SELECT name, hash, created_at FROM refs ORDER BY name").fetchall()
+        return [Branch(name, commit, datetime.fromtimestamp(at, tz=UTC)) for name, commit, at in rows]
 
     def has_branch(self, branch: str) -> bool:
         with self._connect() as con:
