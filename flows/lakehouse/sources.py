@@ -19,7 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,9 +254,11 @@ def open_source(uri: str) -> Iterator[Source]:
     if not isinstance(uri, str) or not uri.strip():
         raise SourceError("empty source")
     scheme = urllib.parse.urlparse(uri).scheme.lower()
-    with tempfile.TemporaryDirectory(prefix="wap-source-") as tmp:
+    with ExitStack() as cleanup:
         fs: pafs.FileSystem = pafs.LocalFileSystem()
         if scheme in ("http", "https"):
+            # Only downloads need a folder (a killed process would leave an empty one behind for nothing).
+            tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="wap-source-"))
             files = [_download(uri, Path(tmp))]
             fmt = _format_of(urllib.parse.urlparse(uri).path, lambda _p: open(files[0], "rb"))
         elif scheme == "s3":
