@@ -190,3 +190,15 @@ def test_audit_outcomes_are_prefect_events(sources, lakehouse_dir, prefect_api):
             break
         time.sleep(1)
     assert {"wap.audit.passed", "wap.audit.failed"} <= names
+
+
+def test_write_retries_transient_backend_errors_only():
+    from prefect.states import Failed
+
+    from flows.lakehouse import BackendUnavailableError, InvalidNameError
+    from flows.wap import _is_transient, write_to_branch
+
+    assert write_to_branch.retries == 3
+    assert _is_transient(None, None, Failed(data=BackendUnavailableError("catalog busy")))
+    for bad_input in (SourceError("source not found: x.csv"), InvalidNameError("bad name"), ValueError("x")):
+        assert not _is_transient(None, None, Failed(data=bad_input))
