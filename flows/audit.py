@@ -7,6 +7,7 @@ GX is imported lazily (importing it costs seconds), so importing this module is 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -81,13 +82,43 @@ class AuditResult:
         return [e for e in self.expectations if e.failed]
 
 
-def table_to_dataframe(table: pa.Table) -> pd.DataFrame:
+def table_to_dataframe(table: pa.Table, *, consume: bool = False) -> pd.DataFrame:
     """The one Arrow -> pandas conversion the gate audits (so the suite is calibrated on exactly this).
 
-    Plain ``Table.to_pandas()``: int64 stays int64 (float64 if it has nulls), double -> float64, and
+    ``Table.to_pandas()``: int64 stays int64 (float64 if it has nulls), double -> float64, and
     strings -> pandas 3's Arrow-backed ``str`` dtype (no per-value Python objects, so it is cheap).
+
+    Each Arrow-backed column is then made one contiguous Arrow array. GX filters the whole frame with
+    a boolean mask several times per column expectation, and Arrow's ``take`` over a column of many
+    chunks (one per Parquet row group) is ~20x slower than over one array: at 10M rows this alone
+    was most of the validation time. Values and dtypes are unchanged.
+
+    ``consume=True`` lets Arrow free the table's buffers while converting (``self_destruct``), so the
+    table and the frame are not both held in full: the caller must not use ``table`` afterwards.
     """
-    return table.to_pandas()
+    df = table.to_pandas(self_destruct=True, split_blocks=True) if consume else table.to_pandas()
+    _combine_arrow_chunks(df)
+    return df
+
+
+def _combine_arrow_chunks(df: pd.DataFrame) -> None:
+    """Replace, column by column, every Arrow-backed column of many chunks by a one-chunk copy.
+
+    Column by column, so the old chunks of one column are released before the next is copied.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    for position, (name, series) in enumerate(df.items()):
+        values = series.array
+        if not hasattr(values, "__arrow_array__"):
+            continue  # numpy-backed: already contiguous
+        chunked = pa.array(values)  # zero-copy: the ChunkedArray behind the column
+        if not isinstance(chunked, pa.ChunkedArray) or chunked.num_chunks <= 1:
+            continue
+        combined = pd.array(chunked.combine_chunks(), dtype=series.dtype)
+        del values, chunked
+        df.isetitem(position, pd.Series(combined, index=df.index, name=name, copy=False))
 
 
 def _default_gx_dir() -> Path:
@@ -192,6 +223,25 @@ def run_checkpoint(
     )
 
 
+def audit_table(
+    client: Any,
+    table: str,
+    *,
+    ref: str,
+    checkpoint: str,
+    namespace: str | None = None,
+    gx_dir: Path | str | None = None,
+    run_name: str | None = None,
+) -> AuditResult:
+    """The audit task's work: read ``table`` on ``ref`` from a lakehouse client and run ``checkpoint`` on it.
+
+    The Arrow table is consumed by the pandas conversion (its buffers are freed as they are converted),
+    so the audit holds one copy of the data, not two.
+    """
+    df = table_to_dataframe(client.scan(table, ref=ref, namespace=namespace), consume=True)
+    return run_checkpoint(df, checkpoint, gx_dir=gx_dir, run_name=run_name)
+
+
 def _checkpoint_names(context: FileDataContext) -> list[str]:
     # Store keys, not checkpoints.all(): that deserialises every checkpoint (and prints broken ones).
     try:
@@ -209,8 +259,28 @@ def _statistics(gx_stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_DESCRIPTIONS: dict[str, str | None] = {}  # rendered sentence by expectation configuration (JSON)
+_DESCRIPTIONS_MAX = 4096
+
+
 def _describe_expectation(config: Any) -> str | None:
-    """GX's own prescriptive summary (the sentence data docs show), with its $params filled in."""
+    """GX's own prescriptive summary (the sentence data docs show), with its $params filled in.
+
+    Rendering costs ~10 ms per expectation (a third of a small audit), and a suite's configurations
+    rarely change between runs, so sentences are cached by the configuration's full JSON.
+    """
+    try:
+        key = json.dumps(config.to_json_dict(), sort_keys=True, default=repr)
+    except Exception:  # an unserialisable configuration: render it every time
+        return _render_description(config)
+    if key not in _DESCRIPTIONS:
+        if len(_DESCRIPTIONS) >= _DESCRIPTIONS_MAX:
+            _DESCRIPTIONS.clear()
+        _DESCRIPTIONS[key] = _render_description(config)
+    return _DESCRIPTIONS[key]
+
+
+def _render_description(config: Any) -> str | None:
     from great_expectations.expectations.registry import get_renderer_impl
     from great_expectations.render import AtomicPrescriptiveRendererType
 

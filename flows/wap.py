@@ -23,7 +23,7 @@ from prefect.context import FlowRunContext
 from prefect.tasks import exponential_backoff
 from prefect.transactions import get_transaction, transaction
 
-from .audit import AuditResult, describe_failures, run_checkpoint, summarize_failures, table_to_dataframe
+from .audit import AuditResult, audit_table, describe_failures, summarize_failures
 from .datasets import Dataset, get_dataset
 from .lakehouse import MAIN, BackendUnavailableError, LakehouseError, connect, default_backend, default_lakehouse
 from .lakehouse.names import validate_branch
@@ -122,8 +122,14 @@ def delete_gate_branch(txn) -> None:
 @task(name="audit", task_run_name="audit {dataset.name} on {branch}", cache_policy=NO_CACHE)
 def audit_branch_table(lakehouse: Lakehouse, dataset: Dataset, branch: str) -> AuditResult:
     """Run the dataset's checkpoint on the branch table; publish its artifacts; raise if it fails."""
-    table = lakehouse.connect().scan(dataset.table, ref=branch, namespace=dataset.namespace)
-    result = run_checkpoint(table_to_dataframe(table), dataset.checkpoint, run_name=f"{dataset.name}-{branch}")
+    result = audit_table(
+        lakehouse.connect(),
+        dataset.table,
+        ref=branch,
+        namespace=dataset.namespace,
+        checkpoint=dataset.checkpoint,
+        run_name=f"{dataset.name}-{branch}",
+    )
     publish_audit_artifacts(dataset.name, result)
     emit_audit_event(dataset.name, result, branch=branch)
     stats = result.statistics
