@@ -256,33 +256,51 @@ def open_source(uri: str) -> Iterator[Source]:
     scheme = urllib.parse.urlparse(uri).scheme.lower()
     with ExitStack() as cleanup:
         fs: pafs.FileSystem = pafs.LocalFileSystem()
-        if scheme in ("http", "https"):
-            # Only downloads need a folder (a killed process would leave an empty one behind for nothing).
-            tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="wap-source-"))
-            files = [_download(uri, Path(tmp))]
-            fmt = _format_of(urllib.parse.urlparse(uri).path, lambda _p: open(files[0], "rb"))
-        elif scheme == "s3":
-            fs, files = _s3_files(uri)
-            fmt = _format_of(files[0], fs.open_input_stream)
-        elif scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
-            path = urllib.parse.unquote(urllib.parse.urlparse(uri).path) if scheme == "file" else uri
-            files = [os.path.abspath(f) for f in _local_files(uri, os.path.expanduser(path))]
-            fmt = _format_of(files[0], lambda p: open(p, "rb"))
-        else:
-            raise SourceError(f"unsupported source scheme {scheme!r} in {uri} (use a path, file://, https:// or s3://)")
+        fmt = "csv"
         block_size = CSV_BLOCK_SIZE
         try:
+            if scheme in ("http", "https"):
+                # Only downloads need a folder (a killed process would leave an empty one behind for nothing).
+                tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="wap-source-"))
+                files = [_download(uri, Path(tmp))]
+                fmt = _format_of(urllib.parse.urlparse(uri).path, lambda _p: open(files[0], "rb"))
+            elif scheme == "s3":
+                fs, files = _s3_files(uri)
+                fmt = _format_of(files[0], fs.open_input_stream)
+            elif scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
+                path = urllib.parse.unquote(urllib.parse.urlparse(uri).path) if scheme == "file" else uri
+                files = [os.path.abspath(f) for f in _local_files(uri, os.path.expanduser(path))]
+                fmt = _format_of(files[0], lambda p: open(p, "rb"))
+            else:
+                raise SourceError(
+                    f"unsupported source scheme {scheme!r} in {uri} (use a path, file://, https:// or s3://)"
+                )
             if fmt == "parquet":
                 schema = _parquet_schema(fs, files[0])
             else:
                 schema, block_size = _infer_csv(fs, files[0])
-            if not schema.names:
-                raise SourceError(f"source has no columns: {uri}")
+            _check_columns(uri, fmt, schema)
         except SourceError:
             raise
         except (pa.ArrowException, OSError) as exc:
+            # Also a file that exists but cannot be read (an I/O error while sniffing its format).
             raise SourceError(f"cannot parse source {uri} as {fmt}: {_one_line(exc)}") from exc
         yield Source(uri, fmt, files, fs, normalize_schema(schema), block_size)
+
+
+def _check_columns(uri: str, fmt: str, schema: pa.Schema) -> None:
+    """Refuse what no table can hold: no columns, the same name twice, CSV text that is not UTF-8."""
+    if not schema.names:
+        raise SourceError(f"source has no columns: {uri}")
+    seen: set[str] = set()
+    duplicates = sorted({name for name in schema.names if name in seen or seen.add(name)})
+    if duplicates:
+        raise SourceError(f"source {uri} has duplicate column names: {', '.join(map(repr, duplicates))}")
+    if fmt == "csv":
+        # pyarrow infers `binary` for a CSV column only when its bytes are not valid UTF-8.
+        binary = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+        if binary:
+            raise SourceError(f"source {uri} is not UTF-8 text (column {binary[0]!r}): re-encode it as UTF-8")
 
 
 def read_source(uri: str) -> pa.Table:
