@@ -237,14 +237,14 @@ def run(
 def _preflight(dataset: str | None, branch: str | None) -> None:
     """Reject an unknown dataset or a bad branch name before Prefect or the lakehouse is touched."""
     from .datasets import get_dataset, load_datasets
-    from .lakehouse.names import validate_branch
+    from .wap import validate_gate_branch
 
     if dataset is None:
         load_datasets()
     else:
         get_dataset(dataset)
     if branch is not None:
-        validate_branch(branch)
+        validate_gate_branch(branch)
 
 
 def _check_backend(backend: str) -> None:

@@ -25,7 +25,15 @@ from prefect.transactions import get_transaction, transaction
 
 from .audit import AuditResult, audit_table, describe_failures, summarize_failures
 from .datasets import Dataset, get_dataset
-from .lakehouse import MAIN, BackendUnavailableError, LakehouseError, connect, default_backend, default_lakehouse
+from .lakehouse import (
+    MAIN,
+    BackendUnavailableError,
+    InvalidNameError,
+    LakehouseError,
+    connect,
+    default_backend,
+    default_lakehouse,
+)
 from .lakehouse.names import validate_branch
 from .reports import emit_audit_event, publish_audit_artifacts, publish_validation_report
 
@@ -69,6 +77,13 @@ def default_branch_name(dataset: str, user: str | None = None) -> str:
     """`<user>.wap_<dataset>_<short id>`: Bauplan requires branches to start with the username."""
     user = re.sub(r"[^A-Za-z0-9_-]", "_", user or os.environ.get("WAP_USER") or getpass.getuser()) or "wap"
     return f"{user}.wap_{dataset}_{uuid.uuid4().hex[:8]}"
+
+
+def validate_gate_branch(branch: str) -> str:
+    """A valid branch name that is not main: the gate only ever writes to its own branch."""
+    if validate_branch(branch) == MAIN:
+        raise InvalidNameError("the gate cannot write to main directly: give another --branch")
+    return branch
 
 
 def _is_transient(task, task_run, state) -> bool:
@@ -202,7 +217,9 @@ def wap(
     """Write-Audit-Publish one dataset: published to main only if its GX checkpoint passes."""
     spec = get_dataset(dataset)
     target = Lakehouse(backend or default_backend(), str(lakehouse or default_lakehouse()))
-    outcome = GateOutcome(spec.name, validate_branch(branch or default_branch_name(spec.name)), source or spec.source)
+    outcome = GateOutcome(
+        spec.name, validate_gate_branch(branch or default_branch_name(spec.name)), source or spec.source
+    )
     try:
         with transaction():
             outcome.rows = write_to_branch(target, spec, outcome.source, outcome.branch, keep_failed_branch)

@@ -214,3 +214,19 @@ def test_serve_runs_a_dataset_from_its_deployment(files, env, tmp_path):
     finally:
         os.killpg(serve.pid, 15)
         serve.wait(timeout=30)
+
+
+def test_run_refuses_to_write_to_main_directly(files, env, tmp_path):
+    result = run_cli(
+        "run",
+        "titanic",
+        "--branch",
+        "main",
+        "--source",
+        str(files["clean"]),
+        "--lakehouse",
+        str(tmp_path / "lake"),
+        env=env,
+    )
+    assert_clean_failure(result, 2, "cannot write to main directly")
+    assert not (tmp_path / "lake").exists()
