@@ -63,13 +63,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     )
 
 
-def latest_artifact(key: str) -> dict | None:
-    """The newest artifact with this key, read back from the Prefect server's REST API."""
+def latest_artifact(key: str, api: str | None = None) -> dict | None:
+    """The newest artifact with this key, read back from the Prefect server's REST API (default: the current one)."""
     import httpx
     from prefect.settings import PREFECT_API_URL
 
     response = httpx.post(
-        f"{PREFECT_API_URL.value()}/artifacts/filter",
+        f"{api or PREFECT_API_URL.value()}/artifacts/filter",
         json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1, "offset": 0},
         timeout=30,
     )

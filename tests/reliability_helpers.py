@@ -132,17 +132,6 @@ def flow_run_count(prefect_api: str) -> int:
     return int(response.json())
 
 
-def artifact(prefect_api: str, key: str) -> dict | None:
-    response = httpx.post(
-        f"{prefect_api}/artifacts/filter",
-        json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1, "offset": 0},
-        timeout=30,
-    )
-    response.raise_for_status()
-    found = response.json()
-    return found[0] if found else None
-
-
 @dataclass
 class WatchedRun:
     """A `wap run` subprocess in its own process group, its output lines timestamped as they arrive."""

@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from gate_fixtures import latest_artifact
 from reliability_helpers import (
-    artifact,
     declare,
     fingerprint,
     flow_runs_named,
@@ -30,6 +30,7 @@ from reliability_helpers import (
 from flows.demo_data import generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 from flows.lakehouse.sources import read_source
+from flows.reports import artifact_key
 
 GATES = 8
 PUBLISHED = re.compile(r"published (\w+): (\d+) rows at commit\s+([0-9a-f]{64})")
@@ -69,7 +70,7 @@ def _check_prefect_kept_every_run(prefect_api: str, names: list[str], results) -
         expected = "COMPLETED" if results[name].returncode == 0 else "FAILED"
         assert run["state"]["type"] == expected, (name, run["state"], results[name].stderr[-500:])
     for name in names:
-        report = artifact(prefect_api, f"{name.replace('_', '-')}-validation")
+        report = latest_artifact(artifact_key(name, "validation"), prefect_api)
         assert report is not None, f"no validation artifact for {name}"
         title = report["data"].splitlines()[0]  # "# <dataset>: PUBLISHED" or "...: NOT PUBLISHED"
         assert title.endswith(": PUBLISHED") == (results[name].returncode == 0), title
