@@ -8,6 +8,7 @@ GX is imported lazily (importing it costs seconds), so importing this module is 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -22,6 +23,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+    from great_expectations.checkpoint import Checkpoint
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
     from great_expectations.data_context import FileDataContext
 
@@ -34,6 +36,7 @@ BATCH_PARAMETER = "dataframe"  # the checkpoints' dataframe assets take the data
 # anyway, so serialising them costs little.
 _GX_LOCK = threading.RLock()
 _CONTEXTS: dict[Path, FileDataContext] = {}
+_log = logging.getLogger("wap.audit")
 
 
 class AuditConfigError(Exception):
@@ -76,6 +79,7 @@ class AuditResult:
     data_docs_url: str | None  # file:// URL of this validation's data docs page
     # The GX ExpectationSuiteValidationResult, for renderers (Markdown, Prefect artifacts...).
     validation_result: ExpectationSuiteValidationResult | None = field(default=None, repr=False, compare=False)
+    row_metrics: str = "pandas"  # where row-level metrics were computed: "duckdb" (pushdown) or "pandas"
 
     @property
     def failed(self) -> list[ExpectationOutcome]:
@@ -140,6 +144,9 @@ def get_context(gx_dir: Path | str | None = None) -> FileDataContext:
                 raise AuditConfigError(f"no Great Expectations project at {root} (missing great_expectations.yml)")
             import great_expectations as gx
 
+            from .pushdown import install
+
+            install()  # before any data source builds its execution engine
             context = gx.get_context(mode="file", context_root_dir=root)
             _CONTEXTS[root] = context
         return context
@@ -157,56 +164,68 @@ def run_checkpoint(
     Thread-safe. Raises ``AuditConfigError`` if the project or checkpoint does not exist. The
     checkpoint's actions (data docs) run too; validation results land in ``gx/uncommitted/``.
     """
-    import great_expectations as gx
     import pandas as pd
-    from great_expectations.checkpoint import UpdateDataDocsAction
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.exceptions import DataContextError
 
     if not isinstance(df, pd.DataFrame):  # e.g. a pyarrow.Table: GX's error would be far less clear
         raise TypeError(f"run_checkpoint needs a pandas DataFrame (see table_to_dataframe), got {type(df).__name__}")
-    # GX's file stores use the run name as a directory name and reject path separators in it.
-    run_name = re.sub(r"[/\\]", "_", run_name)[:200] if run_name else f"{checkpoint}-{uuid.uuid4().hex[:12]}"
     with _GX_LOCK:
         context = get_context(gx_dir)
-        try:
-            # Loaded on every run (a small JSON read) so edits to the suite take effect immediately.
-            stored = context.checkpoints.get(checkpoint)
-        except DataContextError as exc:
-            available = _checkpoint_names(context)
-            raise AuditConfigError(
-                f"GX checkpoint {checkpoint!r} not found in {context.root_directory} "
-                f"(available: {', '.join(available) or 'none'})"
-            ) from exc
-        except Exception as exc:  # e.g. it references a suite or validation definition that was deleted
-            raise AuditConfigError(
-                f"GX checkpoint {checkpoint!r} in {context.root_directory} cannot be loaded: {exc}"
-            ) from exc
-        if len(stored.validation_definitions) != 1:
-            # One checkpoint audits one dataset; AuditResult describes exactly one validation.
-            raise AuditConfigError(
-                f"GX checkpoint {checkpoint!r} has {len(stored.validation_definitions)} validation definitions;"
-                " the gate needs exactly one"
-            )
-        suite = stored.validation_definitions[0].suite
-        if not suite.expectations:
-            # Fail closed: an empty suite would pass any data, silently turning the gate off.
-            raise AuditConfigError(
-                f"GX checkpoint {checkpoint!r}: suite {suite.name!r} has no expectations, so the audit would pass"
-                " anything; add expectations before gating on it"
-            )
-        checkpoint_result = stored.run(batch_parameters={BATCH_PARAMETER: df}, run_id=RunIdentifier(run_name=run_name))
-        result_key, validation_result = next(iter(checkpoint_result.run_results.items()))
+        return _run_stored(context, _load_checkpoint(context, checkpoint), df, run_name, row_metrics="pandas")
 
-        # Checkpoint.run() discards action results, so ask the context for the page the
-        # UpdateDataDocsAction just wrote; this is the same call the action makes for its result.
-        data_docs_url = None
-        docs_actions = [a for a in stored.actions if isinstance(a, UpdateDataDocsAction)]
-        if docs_actions:
-            urls = context.get_docs_sites_urls(
-                resource_identifier=result_key, site_names=docs_actions[0].site_names or None
-            )
-            data_docs_url = next((u["site_url"] for u in urls if u.get("site_url")), None)
+
+def _load_checkpoint(context: FileDataContext, checkpoint: str) -> Checkpoint:
+    from great_expectations.exceptions import DataContextError
+
+    try:
+        # Loaded on every run (a small JSON read) so edits to the suite take effect immediately.
+        stored = context.checkpoints.get(checkpoint)
+    except DataContextError as exc:
+        available = _checkpoint_names(context)
+        raise AuditConfigError(
+            f"GX checkpoint {checkpoint!r} not found in {context.root_directory} "
+            f"(available: {', '.join(available) or 'none'})"
+        ) from exc
+    except Exception as exc:  # e.g. it references a suite or validation definition that was deleted
+        raise AuditConfigError(
+            f"GX checkpoint {checkpoint!r} in {context.root_directory} cannot be loaded: {exc}"
+        ) from exc
+    if len(stored.validation_definitions) != 1:
+        # One checkpoint audits one dataset; AuditResult describes exactly one validation.
+        raise AuditConfigError(
+            f"GX checkpoint {checkpoint!r} has {len(stored.validation_definitions)} validation definitions;"
+            " the gate needs exactly one"
+        )
+    suite = stored.validation_definitions[0].suite
+    if not suite.expectations:
+        # Fail closed: an empty suite would pass any data, silently turning the gate off.
+        raise AuditConfigError(
+            f"GX checkpoint {checkpoint!r}: suite {suite.name!r} has no expectations, so the audit would pass"
+            " anything; add expectations before gating on it"
+        )
+    return stored
+
+
+def _run_stored(
+    context: FileDataContext, stored: Checkpoint, df: pd.DataFrame, run_name: str | None, *, row_metrics: str
+) -> AuditResult:
+    """Run a loaded checkpoint on ``df`` (the caller holds ``_GX_LOCK``)."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    # GX's file stores use the run name as a directory name and reject path separators in it.
+    run_name = re.sub(r"[/\\]", "_", run_name)[:200] if run_name else f"{stored.name}-{uuid.uuid4().hex[:12]}"
+    checkpoint_result = stored.run(batch_parameters={BATCH_PARAMETER: df}, run_id=RunIdentifier(run_name=run_name))
+    result_key, validation_result = next(iter(checkpoint_result.run_results.items()))
+
+    # Checkpoint.run() discards action results, so ask the context for the page the
+    # UpdateDataDocsAction just wrote; this is the same call the action makes for its result.
+    data_docs_url = None
+    docs_actions = [a for a in stored.actions if isinstance(a, UpdateDataDocsAction)]
+    if docs_actions:
+        site_names = docs_actions[0].site_names or None
+        urls = context.get_docs_sites_urls(resource_identifier=result_key, site_names=site_names)
+        data_docs_url = next((u["site_url"] for u in urls if u.get("site_url")), None)
 
     run_time = checkpoint_result.run_id.run_time.isoformat()
     return AuditResult(
@@ -220,6 +239,7 @@ def run_checkpoint(
         expectations=[_outcome(r) for r in validation_result.results],
         data_docs_url=data_docs_url,
         validation_result=validation_result,
+        row_metrics=row_metrics,
     )
 
 
@@ -232,14 +252,67 @@ def audit_table(
     namespace: str | None = None,
     gx_dir: Path | str | None = None,
     run_name: str | None = None,
+    pushdown: bool | None = None,
 ) -> AuditResult:
     """The audit task's work: read ``table`` on ``ref`` from a lakehouse client and run ``checkpoint`` on it.
 
-    The Arrow table is consumed by the pandas conversion (its buffers are freed as they are converted),
-    so the audit holds one copy of the data, not two.
+    On the embedded lakehouse the row-level metrics are computed by DuckDB over the table's Parquet
+    files when every expectation of the suite allows it (``flows.pushdown``): same GX results, no
+    pandas copy of the table. Otherwise, or with ``pushdown=False`` / ``WAP_AUDIT_PUSHDOWN=0``, the
+    table is converted to pandas and GX computes everything; the Arrow table is consumed by that
+    conversion (its buffers freed as they are converted), so the audit holds one copy of the data.
     """
+    if pushdown is None:
+        pushdown = os.environ.get("WAP_AUDIT_PUSHDOWN", "1") != "0"
+    if pushdown and hasattr(client, "data_files"):
+        result = _audit_with_pushdown(client, table, ref, namespace, checkpoint, gx_dir, run_name)
+        if result is not None:
+            return result
     df = table_to_dataframe(client.scan(table, ref=ref, namespace=namespace), consume=True)
     return run_checkpoint(df, checkpoint, gx_dir=gx_dir, run_name=run_name)
+
+
+def _audit_with_pushdown(
+    client: Any,
+    table: str,
+    ref: str,
+    namespace: str | None,
+    checkpoint: str,
+    gx_dir: Path | str | None,
+    run_name: str | None,
+) -> AuditResult | None:
+    """The audit with DuckDB-computed row metrics, or None if the suite needs something it cannot compute."""
+    import duckdb
+
+    from .pushdown import ParquetTableMetrics, PushdownError, answering, plan
+
+    schema, files = client.data_files(table, ref=ref, namespace=namespace)
+    try:
+        metrics = ParquetTableMetrics(files, schema)
+    except PushdownError as exc:
+        _log.info("audit of %s: row metrics in pandas (%s)", table, exc)
+        return None
+    try:
+        with _GX_LOCK:
+            context = get_context(gx_dir)
+            stored = _load_checkpoint(context, checkpoint)
+            suite = stored.validation_definitions[0].suite
+            try:
+                missing = plan(metrics, suite.expectation_configurations, stored.result_format)
+            except duckdb.Error as exc:  # unexpected: the plain path still gives the right verdict
+                _log.warning("audit of %s: DuckDB failed (%s); computing row metrics in pandas", table, exc)
+                return None
+            if missing:
+                _log.info("audit of %s: row metrics in pandas, because of %s", table, "; ".join(missing[:3]))
+                return None
+            with answering(metrics):
+                result = _run_stored(context, stored, metrics.frame(), run_name, row_metrics="duckdb")
+            if metrics.failures:
+                # GX caught the error into an expectation result; that verdict must not be trusted.
+                raise PushdownError(f"row metrics failed during the audit: {'; '.join(metrics.failures)}")
+            return result
+    finally:
+        metrics.close()
 
 
 def _checkpoint_names(context: FileDataContext) -> list[str]:

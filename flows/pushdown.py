@@ -1,0 +1,456 @@
+"""The audit's row-level metrics computed by DuckDB over the table's Parquet files ("pushdown").
+
+GX still runs the checkpoint: the same suite, Expectation classes, result objects, stores and data
+docs. Only the numbers that depend on the rows come from somewhere else. GX validates a zero-row
+pandas frame with the exact dtypes the full conversion would have (so schema expectations see what
+they would see), and ``PushdownPandasExecutionEngine`` answers the row-dependent metrics (row count,
+null counts, unexpected counts, the first unexpected values and their row positions) from DuckDB: one
+aggregate pass over the files for every count, plus one small query per failing expectation for its
+samples. Nothing is read into Python, so memory stays at DuckDB's working set.
+
+Only metrics whose pandas semantics are reproduced exactly are answered (``ParquetTableMetrics.
+can_answer``): null, set, range and uniqueness checks on int64, float64 and string columns (NaN counts
+as null, as in pandas), in the BASIC/SUMMARY result formats. ``plan`` lists what a suite
+needs beyond that; the audit then runs GX on the full pandas frame instead, so a suite never gives a
+different verdict because of where it ran. ``tests/test_audit_speed.py`` compares both paths' GX
+results field by field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import contextvars
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+    from great_expectations.validator.metric_configuration import MetricConfiguration
+
+# Map metrics answered here (GX's ``map_metric`` names) and the summaries GX asks of each.
+MAP_METRICS = ("column_values.nonnull", "column_values.in_set", "column_values.between", "column_values.unique")
+_SUFFIXES = ("unexpected_count", "unexpected_values", "unexpected_index_list", "unexpected_index_query")
+# Metrics GX computes correctly on the zero-row frame: they depend on the columns and dtypes only.
+SCHEMA_METRICS = frozenset({"table.columns", "table.column_types"})
+_VALUE_KEYS = {
+    "column_values.nonnull": frozenset(),
+    "column_values.unique": frozenset(),
+    "column_values.in_set": frozenset({"value_set"}),
+    "column_values.between": frozenset({"min_value", "max_value", "strict_min", "strict_max"}),
+}
+_SHARED_NAN = float("nan")
+_MAX_RESULT_RECORDS = 200  # great_expectations.constants.MAX_RESULT_RECORDS, which pandas sampling obeys
+
+_ACTIVE: contextvars.ContextVar[ParquetTableMetrics | None] = contextvars.ContextVar("wap_pushdown", default=None)
+
+
+class PushdownError(Exception):
+    """The pushdown could not answer a metric GX asked for during a run it had promised to answer."""
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _domain(metric: MetricConfiguration) -> dict[str, Any]:
+    """The metric's domain without the batch (one batch here) and without unset keys (GX lists them as None)."""
+    return {k: v for k, v in (metric.metric_domain_kwargs or {}).items() if v is not None and k != "batch_id"}
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One map metric on one column, as SQL: the rows it considers and which of those are unexpected."""
+
+    column: str
+    domain: str  # predicate: the rows GX's pandas metric looks at (non-null ones, except for nonnull)
+    unexpected: str  # predicate over those rows
+    params: tuple[Any, ...] = ()  # bound to the ? in `unexpected`
+    repeated_values: bool = False  # uniqueness: unexpected = rows whose value occurs more than once
+
+
+class ParquetTableMetrics:
+    """GX metrics of one table version, answered with DuckDB over its Parquet data files.
+
+    ``files`` must be in the order a scan concatenates them (the row positions GX reports are
+    positions in that concatenation) and hold only live rows (the embedded lakehouse writes no deletes).
+    """
+
+    def __init__(self, files: list[str], schema: pa.Schema) -> None:
+        import duckdb
+        import pyarrow.parquet as pq
+
+        self.files = list(files)
+        self.schema = schema
+        if {"file_row_number", "__wap_row"} & set(schema.names):
+            raise PushdownError("a column is named like the row-position column the pushdown adds")
+        self._offsets: list[int] = []
+        rows = 0
+        digest = hashlib.md5(usedforsecurity=False)
+        for path in self.files:
+            meta = pq.read_metadata(path)
+            if set(meta.schema.names) != set(schema.names):
+                raise PushdownError(f"{path}: columns {sorted(meta.schema.names)} differ from the table's")
+            self._offsets.append(rows)
+            rows += meta.num_rows
+            digest.update(f"{path}\0{meta.num_rows}\0".encode())
+        self.fingerprint = digest.hexdigest()  # identifies this table version (its files), like a data hash
+        self._total_rows = rows
+        self._con = duckdb.connect(":memory:")
+        self._counts: dict[str, int] = {}
+        self._sampled: dict[tuple[str, int], list[tuple[int, Any]]] = {}
+        self.failures: list[str] = []  # errors raised while GX was asking (the audit must not trust that run)
+        self._null_counts: dict[str, int] | None = None
+
+    # ---------------------------------------------------------------- what can be answered
+
+    def _kind(self, column: str) -> str | None:
+        if column not in self.schema.names:
+            return None
+        t = self.schema.field(column).type
+        if pa.types.is_int64(t):
+            return "int"
+        if pa.types.is_float64(t):
+            return "float"
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            return "str"
+        return None  # other types convert to pandas dtypes whose GX semantics are not reproduced here
+
+    def _not_null(self, column: str) -> str:
+        c = _quote(column)
+        # pandas treats NaN as missing; DuckDB treats it as a number.
+        return f"({c} IS NOT NULL AND NOT isnan({c}))" if self._kind(column) == "float" else f"({c} IS NOT NULL)"
+
+    def _check(self, base: str, column: str, value_kwargs: dict[str, Any]) -> _Check | None:
+        kind = self._kind(column)
+        if kind is None:
+            return None
+        c = _quote(column)
+        if base == "column_values.nonnull":
+            return _Check(column, "TRUE", f"NOT {self._not_null(column)}", ())
+        domain = self._not_null(column)
+        if base == "column_values.unique":
+            # pandas: ~duplicated(keep=False) over the non-null values: every copy of a repeated value.
+            repeated = f"SELECT {c} FROM {self._relation()} WHERE {domain} GROUP BY {c} HAVING count(*) > 1"
+            return _Check(column, domain, f"{c} IN ({repeated})", repeated_values=True)
+        if base == "column_values.in_set":
+            values = value_kwargs.get("value_set")
+            if values is None:  # GX: vacuously true
+                return _Check(column, domain, "FALSE", ())
+            if not isinstance(values, list | tuple | set):
+                return None
+            values = list(values)
+            ok = all(isinstance(v, str) for v in values) if kind == "str" else all(_is_number(v) for v in values)
+            if not ok:  # mixed types: pandas' isin and SQL's IN disagree on coercions
+                return None
+            if not values:
+                return _Check(column, domain, "TRUE", ())
+            return _Check(column, domain, f"{c} NOT IN ({', '.join('?' * len(values))})", tuple(values))
+        if base == "column_values.between":
+            low, high = value_kwargs.get("min_value"), value_kwargs.get("max_value")
+            if kind == "str" or (low is None and high is None):
+                return None  # pandas compares strings value by value and raises on mixed types
+            if any(v is not None and not _is_number(v) for v in (low, high)):
+                return None
+            if low is not None and high is not None and low > high:
+                return None  # GX raises; let it, on the pandas path
+            parts, params = [], []
+            if low is not None:
+                parts.append(f"{c} {'>' if value_kwargs.get('strict_min') else '>='} ?")
+                params.append(low)
+            if high is not None:
+                parts.append(f"{c} {'<' if value_kwargs.get('strict_max') else '<='} ?")
+                params.append(high)
+            return _Check(column, domain, f"NOT ({' AND '.join(parts)})", tuple(params))
+        return None
+
+    @staticmethod
+    def _split(name: str) -> tuple[str, str] | None:
+        base, _, suffix = name.rpartition(".")
+        return (base, suffix) if base in MAP_METRICS and suffix in _SUFFIXES else None
+
+    def _check_for(self, metric: MetricConfiguration) -> _Check | None:
+        split = self._split(metric.metric_name)
+        domain = _domain(metric)
+        if split is None or set(domain) != {"column"}:  # row_condition & co: not pushed down
+            return None
+        base, _ = split
+        values = {k: v for k, v in (metric.metric_value_kwargs or {}).items() if k != "result_format"}
+        if not set(values) <= _VALUE_KEYS[base]:
+            return None
+        return self._check(base, domain["column"], values)
+
+    def can_answer(self, metric: MetricConfiguration) -> bool:
+        name = metric.metric_name
+        if name == "table.row_count":
+            return not _domain(metric) and not metric.metric_value_kwargs
+        if self._check_for(metric) is None:
+            return False
+        suffix = self._split(name)[1]
+        if suffix == "unexpected_count":
+            return True
+        result_format = (metric.metric_value_kwargs or {}).get("result_format") or {}
+        if not isinstance(result_format, dict):
+            return False
+        if suffix == "unexpected_index_query":
+            # pandas builds it for every result format but GX only reports it when asked for.
+            return result_format.get("return_unexpected_index_query") is not True
+        return (
+            result_format.get("result_format") in ("BASIC", "SUMMARY")
+            and not result_format.get("unexpected_index_column_names")
+            and not result_format.get("include_unexpected_rows")
+            and isinstance(result_format.get("partial_unexpected_count"), int)
+        )
+
+    # ---------------------------------------------------------------- answers
+
+    def _relation(self) -> str:
+        if not self.files:
+            return "(SELECT * FROM (VALUES (NULL)) AS t(x) WHERE FALSE)"  # never used: row count 0 short-circuits
+        return f"read_parquet([{', '.join(_literal(f) for f in self.files)}])"
+
+    def _positioned(self) -> str:
+        """The rows with their position in the scan's concatenation, as GX's pandas index numbers them."""
+        parts = [
+            f"SELECT *, file_row_number + {offset} AS __wap_row "
+            f"FROM read_parquet({_literal(path)}, file_row_number=true)"
+            for path, offset in zip(self.files, self._offsets, strict=True)
+        ]
+        return "(" + " UNION ALL ".join(parts) + ")"
+
+    @staticmethod
+    def _key(check: _Check) -> str:
+        return json.dumps([check.column, check.domain, check.unexpected, check.params], default=repr)
+
+    def prefetch(self, metrics: Iterable[MetricConfiguration]) -> None:
+        """Every count the metrics need, and every column's null count, in one pass over the files."""
+        checks = {}
+        for metric in metrics:
+            check = self._check_for(metric)
+            if check is not None:
+                checks.setdefault(self._key(check), check)
+        todo = [(k, c) for k, c in checks.items() if k not in self._counts]
+        need_nulls = self._null_counts is None
+        if not todo and not need_nulls:
+            return
+        if not self.files:  # an empty table: every count is 0
+            self._counts.update({k: 0 for k, _ in todo})
+            self._null_counts = dict.fromkeys(self.schema.names, 0)
+            return
+        selects: list[str] = []
+        params: list[Any] = []
+        names = list(self.schema.names) if need_nulls else []
+        for name in names:
+            selects.append(f"count(*) - count({_quote(name)})")
+        for _, check in todo:
+            if check.repeated_values:
+                # Rows holding a repeated value: a scalar subquery grouping that one column.
+                c = _quote(check.column)
+                selects.append(
+                    f"(SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {self._relation()} "
+                    f"WHERE {check.domain} GROUP BY {c} HAVING count(*) > 1))"
+                )
+            else:
+                selects.append(f"count(*) FILTER (WHERE {check.domain} AND {check.unexpected})")
+                params.extend(check.params)
+        row = self._con.execute(f"SELECT {', '.join(selects)} FROM {self._relation()}", params).fetchone()
+        values = [int(v) for v in row]
+        if need_nulls:
+            self._null_counts = dict(zip(names, values[: len(names)], strict=True))
+        for (key, _), value in zip(todo, values[len(names) :], strict=True):
+            self._counts[key] = value
+
+    def _count(self, check: _Check) -> int:
+        key = self._key(check)
+        if key not in self._counts:
+            self._counts[key] = self._query_count(check)
+        return self._counts[key]
+
+    def _query_count(self, check: _Check) -> int:
+        if not self.files:
+            return 0
+        sql = f"SELECT count(*) FROM {self._relation()} WHERE {check.domain} AND {check.unexpected}"
+        return int(self._con.execute(sql, list(check.params)).fetchone()[0])
+
+    def _samples(self, check: _Check, limit: int) -> list[tuple[int, Any]]:
+        """The first ``limit`` unexpected rows, in scan order: (position, value)."""
+        cached = self._sampled.get((self._key(check), limit))
+        if cached is not None:
+            return cached
+        if not self.files or limit <= 0 or self._count(check) == 0:
+            return []
+        c = _quote(check.column)
+        sql = (
+            f"SELECT __wap_row, {c} FROM {self._positioned()} "
+            f"WHERE {check.domain} AND {check.unexpected} ORDER BY __wap_row LIMIT {int(limit)}"
+        )
+        rows = [(int(r), v) for r, v in self._con.execute(sql, list(check.params)).fetchall()]
+        self._sampled[(self._key(check), limit)] = rows
+        return rows
+
+    def _pandas_value(self, column: str, value: Any) -> Any:
+        """A value as the full frame holds it: int64 columns with nulls are float64 there, nulls are NaN."""
+        if value is None:
+            # pandas hands out a new NaN per null of a float column, and the one np.nan for a string column;
+            # GX counts values by identity-then-equality, so this decides its partial_unexpected_counts.
+            return _SHARED_NAN if self._kind(column) == "str" else float("nan")
+        if self._kind(column) == "float" or (self._kind(column) == "int" and self.null_counts()[column] > 0):
+            return float(value)
+        return value
+
+    def answer(self, metric: MetricConfiguration) -> Any:
+        if metric.metric_name == "table.row_count":
+            return self._total_rows
+        check = self._check_for(metric)
+        if check is None or not self.can_answer(metric):
+            raise PushdownError(f"cannot compute {metric.metric_name} for {metric.metric_domain_kwargs}")
+        suffix = self._split(metric.metric_name)[1]
+        if suffix == "unexpected_count":
+            return self._count(check)
+        if suffix == "unexpected_index_query":
+            return None  # not reported unless return_unexpected_index_query (see can_answer)
+        partial = metric.metric_value_kwargs["result_format"]["partial_unexpected_count"]
+        if suffix == "unexpected_values":
+            rows = self._samples(check, min(partial, _MAX_RESULT_RECORDS))
+            return [self._pandas_value(check.column, v) for _, v in rows]
+        return [position for position, _ in self._samples(check, partial)]  # unexpected_index_list
+
+    def null_counts(self) -> dict[str, int]:
+        if self._null_counts is None:
+            self.prefetch([])
+        assert self._null_counts is not None
+        return self._null_counts
+
+    def frame(self) -> pd.DataFrame:
+        """Zero rows, with the dtypes ``table_to_dataframe`` gives the full table (nulls turn int64 into float64)."""
+        nulls = self.null_counts()
+        empty = self.schema.empty_table().to_pandas()
+        for name in self.schema.names:
+            if nulls[name]:
+                empty[name] = empty[name].astype(pa.array([None], self.schema.field(name).type).to_pandas().dtype)
+        return empty
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def plan(
+    metrics_source: ParquetTableMetrics,
+    configurations: Iterable[ExpectationConfiguration],
+    result_format: Any,
+) -> list[str]:
+    """What the suite needs that the pushdown cannot compute exactly ([] = the whole audit can run on it).
+
+    When that is nothing, it also computes every answer GX will ask for, before GX runs. The dependencies are GX's own
+    (``Expectation.get_validation_dependencies`` on an engine holding the zero-row frame).
+    """
+    from great_expectations.execution_engine.pandas_batch_data import PandasBatchData
+
+    engine = engine_class()()
+    engine.load_batch_data("plan", PandasBatchData(engine, metrics_source.frame()))
+    missing, needed = [], []
+    # A copy, as GX's validator takes one: GX fills in defaults in place, and the checkpoint must stay as saved.
+    runtime = {"result_format": copy.deepcopy(getattr(result_format, "value", result_format))}
+    for configuration in configurations:
+        expectation = configuration.to_domain_obj()
+        try:
+            dependencies = expectation.get_validation_dependencies(
+                execution_engine=engine, runtime_configuration=copy.deepcopy(runtime)
+            )
+        except Exception as exc:  # e.g. a column the frame does not have: GX reports it, on the pandas path
+            missing.append(f"{configuration.type}: {exc}")
+            continue
+        for metric in dependencies.get_metric_configurations():
+            if metric.metric_name in SCHEMA_METRICS:
+                continue
+            if metrics_source.can_answer(metric):
+                needed.append(metric)
+            else:
+                column = configuration.kwargs.get("column")
+                missing.append(f"{configuration.type}{f' on {column}' if column else ''}: {metric.metric_name}")
+    if not missing:
+        # Everything GX will ask for, computed now: counts in one pass, then samples of failing checks.
+        metrics_source.prefetch(needed)
+        for metric in needed:
+            metrics_source.answer(metric)
+    return missing
+
+
+@contextlib.contextmanager
+def answering(metrics_source: ParquetTableMetrics) -> Iterator[None]:
+    """Within this block, pandas batches' row-dependent metrics come from ``metrics_source``."""
+    token = _ACTIVE.set(metrics_source)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+@functools.cache
+def engine_class() -> type:
+    """``PushdownPandasExecutionEngine``, built on first use: it subclasses GX's engine, and importing GX is slow."""
+    from great_expectations.execution_engine import PandasExecutionEngine
+
+    class PushdownPandasExecutionEngine(PandasExecutionEngine):
+        """GX's pandas engine; inside ``answering(...)`` the row-dependent metrics come from DuckDB.
+
+        Outside that block it is exactly ``PandasExecutionEngine``. GX finds metric implementations by
+        walking the engine's class hierarchy, so every pandas metric still applies.
+        """
+
+        def resolve_metrics(self, metrics_to_resolve, metrics=None, runtime_configuration=None):  # type: ignore[override]
+            source = _ACTIVE.get()
+            if source is None:
+                return super().resolve_metrics(metrics_to_resolve, metrics, runtime_configuration)
+            answered: dict[Any, Any] = {}
+            rest = []
+            for metric in metrics_to_resolve:
+                if source.can_answer(metric):
+                    try:
+                        answered[metric.id] = source.answer(metric)
+                    except Exception as exc:
+                        source.failures.append(f"{metric.metric_name}: {exc}")
+                        raise
+                else:
+                    rest.append(metric)  # schema metrics and intermediates (conditions over zero rows)
+            if rest:
+                answered.update(super().resolve_metrics(rest, metrics, runtime_configuration))
+            return answered
+
+        def get_batch_data_and_markers(self, batch_spec):  # type: ignore[override]
+            batch_data, markers = super().get_batch_data_and_markers(batch_spec)
+            source = _ACTIVE.get()
+            if source is not None:
+                # The zero-row frame's hash would identify nothing; the files identify the table version.
+                markers.pop("pandas_data_fingerprint", None)
+                markers["parquet_files_fingerprint"] = source.fingerprint
+            return batch_data, markers
+
+    return PushdownPandasExecutionEngine
+
+
+def install() -> None:
+    """Make GX's pandas data sources use ``PushdownPandasExecutionEngine`` (a no-op outside ``answering``).
+
+    ``execution_engine_override`` is GX's hook for injecting an engine. Call before any pandas data
+    source builds its engine (``audit.get_context`` does).
+    """
+    from great_expectations.datasource.fluent import PandasDatasource
+
+    PandasDatasource.execution_engine_override = engine_class()
