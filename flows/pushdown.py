@@ -19,8 +19,8 @@ results field by field.
 from __future__ import annotations
 
 import contextlib
-import copy
 import contextvars
+import copy
 import functools
 import hashlib
 import json
@@ -69,6 +69,37 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _stored_names(table_schema: pa.Schema, file_schema: pa.Schema) -> dict[str, str] | None:
+    """Table column name -> column name in the file, matched by Iceberg field id (pyiceberg writes names
+    like ``a b`` as ``a_x20b``); None if some column cannot be matched."""
+
+    def by_id(schema: pa.Schema) -> dict[bytes, str]:
+        return {(f.metadata or {}).get(b"PARQUET:field_id"): f.name for f in schema}
+
+    table, stored = by_id(table_schema), by_id(file_schema)
+    if None in table or len(table) != len(table_schema) or set(table) != set(stored):
+        return None
+    return {name: stored[field_id] for field_id, name in table.items()}
+
+
+def _add_footer_null_counts(counts: dict[str, int] | None, meta: Any, stored: dict[str, str]) -> dict[str, int] | None:
+    """``counts`` plus one Parquet file's per-column null counts from its footer; None if it lacks any."""
+    if counts is None:
+        return None
+    position = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    if set(position) != set(stored.values()):  # nested columns: count them in SQL
+        return None
+    column_index = {name: position[stored_name] for name, stored_name in stored.items()}
+    for group in range(meta.num_row_groups):
+        row_group = meta.row_group(group)
+        for name, i in column_index.items():
+            stats = row_group.column(i).statistics
+            if stats is None or not stats.has_null_count:
+                return None
+            counts[name] += stats.null_count
+    return counts
+
+
 def _domain(metric: MetricConfiguration) -> dict[str, Any]:
     """The metric's domain without the batch (one batch here) and without unset keys (GX lists them as None)."""
     return {k: v for k, v in (metric.metric_domain_kwargs or {}).items() if v is not None and k != "batch_id"}
@@ -103,20 +134,26 @@ class ParquetTableMetrics:
         self._offsets: list[int] = []
         rows = 0
         digest = hashlib.md5(usedforsecurity=False)
+        nulls: dict[str, int] | None = dict.fromkeys(schema.names, 0)
+        self._stored_names: dict[str, str] | None = None  # table column -> its name inside the files
         for path in self.files:
             meta = pq.read_metadata(path)
-            if set(meta.schema.names) != set(schema.names):
-                raise PushdownError(f"{path}: columns {sorted(meta.schema.names)} differ from the table's")
+            stored = _stored_names(schema, meta.schema.to_arrow_schema())
+            if stored is None or (self._stored_names is not None and stored != self._stored_names):
+                raise PushdownError(f"{path}: its columns cannot be matched to the table's by field id")
+            self._stored_names = stored
             self._offsets.append(rows)
             rows += meta.num_rows
             digest.update(f"{path}\0{meta.num_rows}\0".encode())
+            nulls = _add_footer_null_counts(nulls, meta, stored)
         self.fingerprint = digest.hexdigest()  # identifies this table version (its files), like a data hash
-        self._total_rows = rows
+        self.row_count = rows
         self._con = duckdb.connect(":memory:")
         self._counts: dict[str, int] = {}
         self._sampled: dict[tuple[str, int], list[tuple[int, Any]]] = {}
         self.failures: list[str] = []  # errors raised while GX was asking (the audit must not trust that run)
-        self._null_counts: dict[str, int] | None = None
+        # Null counts decide dtypes (int64 with nulls is float64 in pandas); footers usually have them.
+        self._null_counts: dict[str, int] | None = nulls
 
     # ---------------------------------------------------------------- what can be answered
 
@@ -223,12 +260,17 @@ class ParquetTableMetrics:
     def _relation(self) -> str:
         if not self.files:
             return "(SELECT * FROM (VALUES (NULL)) AS t(x) WHERE FALSE)"  # never used: row count 0 short-circuits
-        return f"read_parquet([{', '.join(_literal(f) for f in self.files)}])"
+        return f"(SELECT {self._projection()} FROM read_parquet([{', '.join(_literal(f) for f in self.files)}]))"
+
+    def _projection(self) -> str:
+        """The files' columns under the table's names."""
+        assert self._stored_names is not None
+        return ", ".join(f"{_quote(stored)} AS {_quote(name)}" for name, stored in self._stored_names.items())
 
     def _positioned(self) -> str:
         """The rows with their position in the scan's concatenation, as GX's pandas index numbers them."""
         parts = [
-            f"SELECT *, file_row_number + {offset} AS __wap_row "
+            f"SELECT {self._projection()}, file_row_number + {offset} AS __wap_row "
             f"FROM read_parquet({_literal(path)}, file_row_number=true)"
             for path, offset in zip(self.files, self._offsets, strict=True)
         ]
@@ -316,7 +358,7 @@ class ParquetTableMetrics:
 
     def answer(self, metric: MetricConfiguration) -> Any:
         if metric.metric_name == "table.row_count":
-            return self._total_rows
+            return self.row_count
         check = self._check_for(metric)
         if check is None or not self.can_answer(metric):
             raise PushdownError(f"cannot compute {metric.metric_name} for {metric.metric_domain_kwargs}")
