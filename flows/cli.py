@@ -184,9 +184,9 @@ def arrow_to_rich(result, max_rows: int) -> Table:
 
 # --------------------------------------------------------------------------------------------- gate
 def _run_one(dataset: str, source: str | None, branch: str | None, backend: str, lakehouse: str, keep: bool):
-    from .wap import wap
+    from .wap import run_gate
 
-    return wap(dataset, source=source, branch=branch, backend=backend, lakehouse=lakehouse, keep_failed_branch=keep)
+    return run_gate(dataset, source, branch, backend, lakehouse, keep_failed_branch=keep)
 
 
 @app.command()

@@ -16,7 +16,7 @@ DEMO_DEFECTS = ("unknown_sex", "age_out_of_range", "duplicate_ids")
 def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None) -> None:
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME
 
-    from .wap import AuditFailedError, wap
+    from .wap import AuditFailedError, run_gate
 
     console = console or Console()
     sources = lakehouse / "demo-sources"
@@ -29,12 +29,12 @@ def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None
     corrupted_csv = write_csv(corrupted, sources / "titanic_corrupted.csv")
 
     console.rule("1/2 clean data: expected to publish")
-    outcome = wap("titanic", source=str(clean_csv), lakehouse=str(lakehouse), backend="local")
+    outcome = run_gate("titanic", source=str(clean_csv), lakehouse=str(lakehouse), backend="local")
     console.print(f"[green]published[/]: {outcome.rows} rows at commit {outcome.published_commit[:12]}")
 
     console.rule(f"2/2 corrupted data ({', '.join(DEMO_DEFECTS)}): expected to be blocked")
     try:
-        wap("titanic", source=str(corrupted_csv), lakehouse=str(lakehouse), backend="local")
+        run_gate("titanic", source=str(corrupted_csv), lakehouse=str(lakehouse), backend="local")
     except AuditFailedError as exc:
         console.print(f"[red]blocked[/]: {exc}", highlight=False)
         docs = exc.result.data_docs_url

@@ -236,3 +236,33 @@ def wap(
         raise
     publish_validation_report(outcome)
     return outcome
+
+
+def run_gate(
+    dataset: str,
+    source: str | None = None,
+    branch: str | None = None,
+    backend: str | None = None,
+    lakehouse: str | None = None,
+    keep_failed_branch: bool = False,
+) -> GateOutcome:
+    """Run the ``wap`` flow in this process, as ``wap run`` and ``wap demo`` do.
+
+    Prefect's flow-run heartbeats are off for these runs unless the user set a heartbeat frequency
+    (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``). Heartbeats let a server notice a worker that died; here the
+    run lives and dies with the caller's own process, and stopping the heartbeat thread adds up to 1 s
+    to every run (it sleeps in 1 s steps). Deployments (``wap serve``) run the flow with heartbeats.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    explicit = "heartbeat_frequency" in get_current_settings().flows.model_fields_set
+    updates = {} if explicit else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    with temporary_settings(updates=updates):
+        return wap(
+            dataset,
+            source=source,
+            branch=branch,
+            backend=backend,
+            lakehouse=lakehouse,
+            keep_failed_branch=keep_failed_branch,
+        )

@@ -202,3 +202,44 @@ def test_write_retries_transient_backend_errors_only():
     assert _is_transient(None, None, Failed(data=BackendUnavailableError("catalog busy")))
     for bad_input in (SourceError("source not found: x.csv"), InvalidNameError("bad name"), ValueError("x")):
         assert not _is_transient(None, None, Failed(data=bad_input))
+
+
+def _heartbeats(api: str, flow_run_id: str) -> int:
+    import httpx
+
+    response = httpx.post(
+        f"{api}/events/filter",
+        json={
+            "filter": {
+                "event": {"name": ["prefect.flow-run.heartbeat"]},
+                "any_resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+            }
+        },
+        timeout=30,
+    )
+    response.raise_for_status()
+    return len(response.json()["events"])
+
+
+def _published_flow_run(lakehouse_dir: Path) -> str:
+    client = connect("local", lakehouse_dir)
+    return client.get_commits(MAIN, limit=1)[0].properties["prefect.flow_run_id"]
+
+
+def test_run_gate_skips_heartbeats_unless_the_user_set_them(sources, tmp_path, prefect_api):
+    import time
+
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.wap import run_gate
+
+    run_gate("titanic", source=str(sources["clean"]), backend="local", lakehouse=str(tmp_path / "quiet"))
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 30}):
+        run_gate("titanic", source=str(sources["clean"]), backend="local", lakehouse=str(tmp_path / "beating"))
+    quiet, beating = _published_flow_run(tmp_path / "quiet"), _published_flow_run(tmp_path / "beating")
+    for _ in range(30):  # events reach the server asynchronously
+        if _heartbeats(prefect_api, beating):
+            break
+        time.sleep(1)
+    assert _heartbeats(prefect_api, beating) >= 1  # the user's setting is kept: the check can see heartbeats
+    assert _heartbeats(prefect_api, quiet) == 0

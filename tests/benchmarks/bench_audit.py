@@ -236,10 +236,10 @@ def _titanic_source(directory: Path) -> Path:
 
 
 def _run_gate(source: Path, lakehouse: Path) -> float:
-    from flows.wap import wap
+    from flows.wap import run_gate
 
     started = time.perf_counter()
-    outcome = wap("titanic", source=str(source), lakehouse=str(lakehouse), backend="local")
+    outcome = run_gate("titanic", source=str(source), lakehouse=str(lakehouse), backend="local")
     wall = time.perf_counter() - started
     if not outcome.published:
         raise RuntimeError(f"gate did not publish: {outcome}")
