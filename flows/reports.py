@@ -38,6 +38,12 @@ def _cell(value: Any, limit: int = MAX_CELL) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_ROW_METRICS = {
+    "duckdb": "computed by DuckDB over the table's Parquet files, GX on a zero-row frame of the same dtypes",
+    "pandas": "computed by GX on the table read into pandas",
+}
+
+
 def _percent(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}%"
 
@@ -197,6 +203,7 @@ def render_markdown(outcome: GateOutcome, error: BaseException | None = None) ->
                 f" ({_percent(s.get('success_percent'))} success)",
             ),
             ("Validation run", code(run)),
+            ("Row metrics", _ROW_METRICS.get(audit.row_metrics, audit.row_metrics)),
             ("Data docs", code(audit.data_docs_url) if audit.data_docs_url else "not built"),
         ]
     lines += ["## Run", ""] + [f"- **{name}**: {value}" for name, value in facts if value]

@@ -76,6 +76,8 @@ def test_published_report_artifacts(sources, lakehouse_dir):
     assert report["type"] == "markdown"
     assert "PUBLISHED" in report["data"] and outcome.published_commit in report["data"]
     assert outcome.branch in report["data"] and str(sources["clean"]) in report["data"]
+    # 891 rows is below PUSHDOWN_MIN_ROWS: the report says where the row metrics came from.
+    assert "**Row metrics**: computed by GX on the table read into pandas" in report["data"]
     table = latest_artifact("titanic-expectations")
     assert table["type"] == "table"
     assert "PassengerId values must be unique" in str(table["data"])
