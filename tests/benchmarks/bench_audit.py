@@ -12,7 +12,9 @@ lakehouse branch, then each contender runs in its own fresh interpreter, so that
   peer   plain GX 1.x as documented: the whole table read into pandas (``scan().to_pandas()``), then the
          stored checkpoint run on it.
   ours   the audit task's work alone: ``audit.audit_table`` (what ``wap.audit_branch_table`` runs, minus
-         Prefect's task machinery, artifacts and events).
+         Prefect's task machinery, artifacts and events), in its default mode: from
+         ``audit.PUSHDOWN_MIN_ROWS`` rows on, row metrics come from DuckDB over the Parquet files
+         (``flows.pushdown``); below, GX runs on pandas. ``row_metrics`` in the output says which ran.
   gate   the whole gate (write, audit, publish) as a Prefect flow on a warm Prefect test server
          (``prefect_test_harness``, warmed by one gate run on 891 rows first).
 
@@ -220,6 +222,7 @@ def work_ours(root: Path, gx_dir: Path) -> None:
             "setup_s": setup,
             "success": result.success,
             "failed": sorted(f"{e.expectation_type}:{e.column}" for e in result.failed),
+            "row_metrics": result.row_metrics,
         }
     )
 
@@ -367,7 +370,8 @@ def bench_size(rows: int, workdir: Path, gx_dir: Path, contenders: list[str]) ->
     for name in contenders:
         summary[name] = run_worker(name, str(root), str(gx_dir))
         print(
-            f"  {rows:>10,} {name:<6} {summary[name]['wall_s']:8.2f} s  peak {summary[name]['peak_mb']:7.0f} MB",
+            f"  {rows:>10,} {name:<6} {summary[name]['wall_s']:8.2f} s  peak {summary[name]['peak_mb']:7.0f} MB"
+            f"  {summary[name].get('row_metrics', '')}",
             flush=True,
         )
     floor = summary.get("floor", {}).get("wall_s")
