@@ -294,8 +294,6 @@ def _audit_with_pushdown(
     always: bool,
 ) -> AuditResult | None:
     """The audit with DuckDB-computed row metrics, or None if the suite needs something it cannot compute."""
-    import duckdb
-
     from .pushdown import ParquetTableMetrics, PushdownError, answering, plan
 
     schema, files = client.data_files(table, ref=ref, namespace=namespace)
@@ -305,8 +303,9 @@ def _audit_with_pushdown(
         _log.info("audit of %s: row metrics in pandas (%s)", table, exc)
         return None
     if not always and metrics.row_count < PUSHDOWN_MIN_ROWS:
-        metrics.close()
-        return None
+        return None  # decided from the Parquet footers, before DuckDB is even imported
+    import duckdb
+
     try:
         with _GX_LOCK:
             context = get_context(gx_dir)

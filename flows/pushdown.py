@@ -124,7 +124,6 @@ class ParquetTableMetrics:
     """
 
     def __init__(self, files: list[str], schema: pa.Schema) -> None:
-        import duckdb
         import pyarrow.parquet as pq
 
         self.files = list(files)
@@ -148,7 +147,7 @@ class ParquetTableMetrics:
             nulls = _add_footer_null_counts(nulls, meta, stored)
         self.fingerprint = digest.hexdigest()  # identifies this table version (its files), like a data hash
         self.row_count = rows
-        self._con = duckdb.connect(":memory:")
+        self._connection: Any = None  # opened on first query: the row count alone needs only the footers
         self._counts: dict[str, int] = {}
         self._sampled: dict[tuple[str, int], list[tuple[int, Any]]] = {}
         self.failures: list[str] = []  # errors raised while GX was asking (the audit must not trust that run)
@@ -311,7 +310,11 @@ class ParquetTableMetrics:
             else:
                 selects.append(f"count(*) FILTER (WHERE {check.domain} AND {check.unexpected})")
                 params.extend(check.params)
-        row = self._con.execute(f"SELECT {', '.join(selects)} FROM {self._relation()}", params).fetchone()
+        row = (
+            self._con().execute(f"SELECT {', '.join(selects)} FROM {self._relation()}", params).fetchone()
+            if selects
+            else ()
+        )
         values = [int(v) for v in row]
         if need_nulls:
             self._null_counts = dict(zip(names, values[: len(names)], strict=True))
@@ -328,7 +331,7 @@ class ParquetTableMetrics:
         if not self.files:
             return 0
         sql = f"SELECT count(*) FROM {self._relation()} WHERE {check.domain} AND {check.unexpected}"
-        return int(self._con.execute(sql, list(check.params)).fetchone()[0])
+        return int(self._con().execute(sql, list(check.params)).fetchone()[0])
 
     def _samples(self, check: _Check, limit: int) -> list[tuple[int, Any]]:
         """The first ``limit`` unexpected rows, in scan order: (position, value)."""
@@ -342,7 +345,7 @@ class ParquetTableMetrics:
             f"SELECT __wap_row, {c} FROM {self._positioned()} "
             f"WHERE {check.domain} AND {check.unexpected} ORDER BY __wap_row LIMIT {int(limit)}"
         )
-        rows = [(int(r), v) for r, v in self._con.execute(sql, list(check.params)).fetchall()]
+        rows = [(int(r), v) for r, v in self._con().execute(sql, list(check.params)).fetchall()]
         self._sampled[(self._key(check), limit)] = rows
         return rows
 
@@ -388,8 +391,16 @@ class ParquetTableMetrics:
                 empty[name] = empty[name].astype(pa.array([None], self.schema.field(name).type).to_pandas().dtype)
         return empty
 
+    def _con(self) -> Any:
+        if self._connection is None:
+            import duckdb
+
+            self._connection = duckdb.connect(":memory:")
+        return self._connection
+
     def close(self) -> None:
-        self._con.close()
+        if self._connection is not None:
+            self._connection.close()
 
 
 def plan(
