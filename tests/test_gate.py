@@ -245,3 +245,18 @@ def test_run_gate_skips_heartbeats_unless_the_user_set_them(sources, tmp_path, p
         time.sleep(1)
     assert _heartbeats(prefect_api, beating) >= 1  # the user's setting is kept: the check can see heartbeats
     assert _heartbeats(prefect_api, quiet) == 0
+
+
+def test_gate_with_duckdb_row_metrics_publishes_good_data_and_blocks_bad(sources, tmp_path, monkeypatch):
+    from flows.wap import AuditFailedError, run_gate
+
+    monkeypatch.setenv("WAP_AUDIT_PUSHDOWN", "always")  # Titanic is below the automatic threshold
+    published = run_gate("titanic", source=str(sources["clean"]), backend="local", lakehouse=str(tmp_path))
+    assert published.published and published.audit.row_metrics == "duckdb"
+    assert "**Row metrics**: computed by DuckDB" in latest_artifact("titanic-validation")["data"]
+    with pytest.raises(AuditFailedError, match="expect_column_values_to_be_in_set on column 'Pclass'") as blocked:
+        run_gate("titanic", source=str(sources["bad_pclass"]), backend="local", lakehouse=str(tmp_path))
+    assert blocked.value.result.row_metrics == "duckdb"
+    client = connect("local", tmp_path)
+    assert client.get_branch(MAIN).hash == published.published_commit
+    assert _gate_branches(client) == []
