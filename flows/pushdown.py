@@ -12,8 +12,8 @@ Only metrics whose pandas semantics are reproduced exactly are answered (``Parqu
 can_answer``): null, set, range and uniqueness checks on int64, float64 and string columns (NaN counts
 as null, as in pandas), in the BASIC/SUMMARY result formats. ``plan`` lists what a suite
 needs beyond that; the audit then runs GX on the full pandas frame instead, so a suite never gives a
-different verdict because of where it ran. ``tests/test_audit_speed.py`` compares both paths' GX
-results field by field.
+different verdict because of where it ran. ``tests/test_audit_pushdown.py`` and
+``tests/test_audit_speed.py`` compare both paths' GX results field by field.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ _ACTIVE: contextvars.ContextVar[ParquetTableMetrics | None] = contextvars.Contex
 
 
 class PushdownError(Exception):
-    """The pushdown could not answer a metric GX asked for during a run it had promised to answer."""
+    """The pushdown cannot serve this table (files it cannot map), or failed while GX was asking it."""
 
 
 def _quote(name: str) -> str:
