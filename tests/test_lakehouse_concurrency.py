@@ -153,6 +153,20 @@ def test_processes_opening_a_fresh_lakehouse_together_agree_on_main(tmp_path: Pa
     assert len(client.get_commits(MAIN)) == 1
 
 
+def test_threads_opening_fresh_lakehouses_together_never_see_locked(tmp_path: Path) -> None:
+    # Regression: switching a new catalog file to WAL answered "database is locked" at once (SQLite does
+    # not wait there), which failed `wap run --all` on a fresh lakehouse about one time in fifteen.
+    def open_lakehouse(root: Path, barrier: threading.Barrier) -> list[str]:
+        barrier.wait()
+        return [b.name for b in connect("local", root).get_branches()]
+
+    for trial in range(60):
+        root, barrier = tmp_path / f"fresh{trial}", threading.Barrier(4)
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(open_lakehouse, [root] * 4, [barrier] * 4)) == [[MAIN]] * 4
+        assert len(connect("local", root).get_commits(MAIN)) == 1
+
+
 # ----------------------------------------------------------------------------------------- concurrent merges
 def test_processes_merging_many_branches_into_main(lakehouse: LocalClient, tmp_path: Path) -> None:
     branches = [f"feature.b{i}" for i in range(12)]

@@ -85,9 +85,11 @@ class RefStore:
         self.path = path
         self._busy_timeout_s = busy_timeout_s
         with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
+            self._use_wal(con)
             with self._write(con):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        con.execute(statement)
                 if con.execute("SELECT 1 FROM refs WHERE name = ?", (MAIN,)).fetchone() is None:
                     root = self._insert_commit(con, None, None, "initialize lakehouse", "wap", {}, {})
                     con.execute("INSERT INTO refs VALUES (?, ?, ?)", (MAIN, root, time.time()))
@@ -100,6 +102,20 @@ class RefStore:
             yield con
         finally:
             con.close()
+
+    def _use_wal(self, con: sqlite3.Connection) -> None:
+        # Turning a new file to WAL needs it to itself, and SQLite answers "locked" at once rather than
+        # calling the busy handler: processes opening a fresh lakehouse together retry until the timeout.
+        deadline = time.monotonic() + self._busy_timeout_s
+        while True:
+            try:
+                if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    con.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise BackendUnavailableError(f"lakehouse catalog is busy: {exc}") from exc
+                time.sleep(0.005)
 
     @contextmanager
     def _write(self, con: sqlite3.Connection) -> Iterator[None]:
