@@ -48,14 +48,23 @@ def fail(message: str, code: int) -> NoReturn:
 def exit_code_for(exc: BaseException) -> int:
     from .audit import AuditConfigError
     from .datasets import DatasetError
-    from .lakehouse import BackendUnavailableError, ConcurrentUpdateError, LakehouseError, MergeConflictError
+    from .lakehouse import (
+        BackendUnavailableError,
+        CatalogUnusableError,
+        ConcurrentUpdateError,
+        LakehouseError,
+        MergeConflictError,
+        StorageError,
+    )
 
     # Only a gate run raises AuditFailedError, so only look for it once the flow module is loaded:
     # an error exit of a cheap command should not pay for importing Prefect.
     wap_module = sys.modules.get("flows.wap")
     if wap_module is not None and isinstance(exc, wap_module.AuditFailedError):
         return EXIT_BLOCKED
-    if isinstance(exc, MergeConflictError | ConcurrentUpdateError | BackendUnavailableError):
+    if isinstance(
+        exc, MergeConflictError | ConcurrentUpdateError | BackendUnavailableError | CatalogUnusableError | StorageError
+    ):
         return EXIT_NOT_PUBLISHED
     if isinstance(exc, LakehouseError | DatasetError | AuditConfigError | ValueError):
         return EXIT_BAD_INPUT

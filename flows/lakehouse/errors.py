@@ -78,3 +78,15 @@ class BackendUnavailableError(LakehouseError):
 
 class AuthenticationError(LakehouseError):
     """The backend refused the credentials (the key itself is never included)."""
+
+
+class CatalogUnusableError(LakehouseError):
+    """The embedded catalog is empty, unreadable, corrupt or inconsistent with its warehouse.
+
+    Nothing is written when this is raised; the message says what is wrong and how to recover.
+    """
+
+
+class StorageError(LakehouseError):
+    """The lakehouse's storage refused an operation: disk full, read-only, permission denied, or a file
+    that a ref needs is missing. Not the data's fault and not transient: the message names the path."""
