@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+# Table column -> its name inside a file, matched by Iceberg field id (pyiceberg writes `a b` as `a_x20b`).
+from .lakehouse.parquet_fields import stored_names as _stored_names
+
 if TYPE_CHECKING:
     import pandas as pd
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -67,19 +70,6 @@ def _literal(text: str) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _stored_names(table_schema: pa.Schema, file_schema: pa.Schema) -> dict[str, str] | None:
-    """Table column name -> column name in the file, matched by Iceberg field id (pyiceberg writes names
-    like ``a b`` as ``a_x20b``); None if some column cannot be matched."""
-
-    def by_id(schema: pa.Schema) -> dict[bytes, str]:
-        return {(f.metadata or {}).get(b"PARQUET:field_id"): f.name for f in schema}
-
-    table, stored = by_id(table_schema), by_id(file_schema)
-    if None in table or len(table) != len(table_schema) or set(table) != set(stored):
-        return None
-    return {name: stored[field_id] for field_id, name in table.items()}
 
 
 def _add_footer_null_counts(counts: dict[str, int] | None, meta: Any, stored: dict[str, str]) -> dict[str, int] | None:

@@ -1,7 +1,9 @@
 """Read-only SQL over one ref's tables, with DuckDB.
 
 Each table on the ref is exposed as a view `namespace.table` over its Parquet data files (a pyarrow
-dataset, so DuckDB pushes projections and filters down and reads lazily). Before the user's SQL runs,
+dataset, so DuckDB pushes projections and filters down and reads lazily). The files' columns are matched
+to the table's by Iceberg field id, not by name: pyiceberg stores `first name` as `first_x20name`, and a
+file written before a column was added lacks it (NULL there). Before the user's SQL runs,
 every statement must be a plain query, and the connection is locked down: no file system access
 (no COPY, ATTACH, read_csv of arbitrary paths), no extension install or autoload, configuration frozen.
 """
@@ -14,9 +16,11 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
-from .errors import QueryError
+from .errors import QueryError, StorageError
 from .names import DEFAULT_NAMESPACE, validate_identifier
+from .parquet_fields import children, physical_schema
 
 if TYPE_CHECKING:
     from .local import LocalClient
@@ -65,6 +69,14 @@ def run_readonly_query(client: LocalClient, query: str, *, ref: str, namespace: 
         con.close()
 
 
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _expose_tables(con: duckdb.DuckDBPyConnection, client: LocalClient, ref: str) -> set[str]:
     """Create a view `namespace.table` per table on `ref`; return the namespaces that hold views."""
     # A per-query prefix, so a hidden name never collides with a user's table.
@@ -72,18 +84,93 @@ def _expose_tables(con: duckdb.DuckDBPyConnection, client: LocalClient, ref: str
     schemas: set[str] = set()
     for index, info in enumerate(client.get_tables(ref)):
         schema, files = client.data_files(info.name, ref=ref, namespace=info.namespace)
-        data = ds.dataset(files, schema=schema, format="parquet") if files else schema.empty_table()
-        hidden = f"{prefix}{index}"
-        con.register(hidden, data)
+        parts = []
+        for part, (data, stored) in enumerate(_datasets(schema, files, f"{info.namespace}.{info.name}")):
+            parts.append((f"{prefix}{index}_{part}", stored))
+            con.register(parts[-1][0], data)
         try:
             # In the `memory` catalog explicitly, and IF NOT EXISTS: a namespace may be named like one of
             # DuckDB's own schemas or catalogs ("main", "temp", "system"). Names are validated identifiers.
             con.execute(f'CREATE SCHEMA IF NOT EXISTS memory."{info.namespace}"')
-            con.execute(f'CREATE VIEW memory."{info.namespace}"."{info.name}" AS SELECT * FROM {hidden}')
+            con.execute(f'CREATE VIEW memory."{info.namespace}"."{info.name}" AS {_view_sql(schema, parts)}')
         except duckdb.Error:
             # Reserved by DuckDB (information_schema, pg_catalog): that table cannot be named in SQL,
             # but it must not make every other table unqueryable.
-            con.unregister(hidden)
+            for name, _ in parts:
+                con.unregister(name)
             continue
         schemas.add(info.namespace)
     return schemas
+
+
+def _datasets(schema: pa.Schema, files: list[str], table: str) -> list[tuple[ds.Dataset | pa.Table, pa.Schema]]:
+    """The table's rows as pyarrow datasets, one per layout of its files, each in `schema`'s layout and types.
+
+    A dataset matches Parquet columns by name, so each one is given the schema under the names its files
+    store (matched by field id in each file's footer); the view renames them back. Files written under
+    the same table schema share one dataset: usually there is one. Each comes with that stored schema.
+    """
+    if not files:
+        return [(schema.empty_table(), schema)]
+    layouts: dict[bytes, tuple[pa.Schema, list[str]]] = {}
+    for path in files:
+        try:
+            stored = physical_schema(schema, pq.read_schema(path))
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot read data file {path} of table {table}: {str(exc).splitlines()[0]}") from exc
+        except ValueError as exc:
+            raise StorageError(f"data file {path} of table {table} does not match its schema: {exc}") from exc
+        layouts.setdefault(stored.serialize().to_pybytes(), (stored, []))[1].append(path)
+    return [(ds.dataset(paths, schema=stored, format="parquet"), stored) for stored, paths in layouts.values()]
+
+
+def _view_sql(schema: pa.Schema, parts: list[tuple[str, pa.Schema]]) -> str:
+    """SELECT each registered dataset's columns under the table's names (see `_datasets`), UNION ALL.
+
+    Top-level columns are renamed positionally (`AS t(c0, c1, ...)`), not by their stored names: DuckDB
+    matches identifiers case-insensitively and renames `a` next to `A`. Plain renames keep DuckDB's
+    projection and filter pushdown into the dataset scan.
+    """
+    columns = [f"c{i}" for i in range(len(schema))]
+    aliases = ", ".join(columns)
+    selects = []
+    for name, stored in parts:
+        exprs = []
+        for column, field, stored_field in zip(columns, schema, stored, strict=True):
+            renamed = _rename_nested(column, field.type, stored_field.type, 0) or column
+            exprs.append(f"{renamed} AS {_quote(field.name)}")
+        selects.append(f"SELECT {', '.join(exprs)} FROM {name} AS __wap_t({aliases})")
+    return " UNION ALL ".join(selects)
+
+
+def _rename_nested(expr: str, table_type: pa.DataType, stored_type: pa.DataType, depth: int) -> str | None:
+    """SQL turning `expr` (a value of `stored_type`) into `table_type`'s field names; None if they are the same.
+
+    Only names differ between the two types (same layout, see `physical_schema`). DuckDB casts structs by
+    field name, so the struct is rebuilt field by field; lists and maps are rebuilt element by element.
+    """
+    wanted, have = children(table_type), children(stored_type)
+    if not wanted:
+        return None
+    var = f"__wap_v{depth}"  # a lambda variable per nesting level
+    if pa.types.is_struct(table_type):
+        inner = []
+        for w, h in zip(wanted, have, strict=True):
+            source = f"struct_extract({expr}, {_literal(h.name)})"
+            inner.append((w.name, h.name, _rename_nested(source, w.type, h.type, depth + 1), source))
+        if all(w == h and renamed is None for w, h, renamed, _ in inner):
+            return None
+        packed = ", ".join(f"{_quote(w)} := {renamed or source}" for w, _, renamed, source in inner)
+        # struct_pack over a NULL struct gives a struct of NULLs; keep the NULL.
+        return f"CASE WHEN {expr} IS NULL THEN NULL ELSE struct_pack({packed}) END"
+    if pa.types.is_map(table_type):
+        key = _rename_nested(f"struct_extract({var}, 'key')", wanted[0].type, have[0].type, depth + 1)
+        value = _rename_nested(f"struct_extract({var}, 'value')", wanted[1].type, have[1].type, depth + 1)
+        if key is None and value is None:
+            return None
+        key = key or f"struct_extract({var}, 'key')"
+        value = value or f"struct_extract({var}, 'value')"
+        entry = f"{{'key': {key}, 'value': {value}}}"
+        return f"map_from_entries(list_transform(map_entries({expr}), lambda {var}: {entry}))"
+    element = _rename_nested(var, wanted[0].type, have[0].type, depth + 1)  # a list: element names do not matter
+    return None if element is None else f"list_transform({expr}, lambda {var}: {element})"
