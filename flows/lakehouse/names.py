@@ -7,8 +7,9 @@ allow-list before anything is written: nothing escapes the warehouse, nothing re
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from .errors import InvalidNameError, RefNotFoundError
+from .errors import InvalidNameError, RefNotFoundError, SourceError
 
 DEFAULT_NAMESPACE = "bauplan"
 MAIN = "main"
@@ -86,3 +87,58 @@ def resolve_table_name(table: str, namespace: str | None) -> tuple[str, str]:
         validate_identifier(DEFAULT_NAMESPACE if namespace is None else namespace, "namespace"),
         validate_identifier(table, "table"),
     )
+
+
+def check_column_names(names: Sequence[str], *, source: str | None = None) -> None:
+    """Refuse a source whose column names the gate's layers would read one for another; SourceError if so.
+
+    Each rule is a confusion measured with the installed libraries (tests/test_source_checks.py repeats
+    each experiment), so an audit can never check one column while the data of another is published:
+    - empty names: pyiceberg cannot write them ("Can not validate empty avro name");
+    - exact duplicates;
+    - names equal under `str.casefold`: GX looks a column up by its casefolded name and takes the first
+      match (`x`/`X`, and Unicode folds such as `straße`/`STRASSE` or `\ufb01`/`fi`), and DuckDB
+      identifiers ignore ASCII case even when quoted;
+    - `` `x` `` and `x`: GX also matches a requested name to a column named with that name in backticks;
+    - names pyiceberg writes as the same Parquet column, up to case (`first name` is stored as
+      `first_x20name`; `a b` as `a_x20b`, which DuckDB reads as `A_x20B`): the pushdown audit and any
+      Parquet reader see one column where the table has two.
+    Not rules, because no layer confuses them (measured): Unicode normalisation (NFC `\u00e9` vs NFD
+    `e\u0301`, NFKC `\uff58` vs `x`) and leading/trailing spaces (pyarrow, pandas, DuckDB and GX keep them).
+    """
+    where = f"source {source} " if source else ""
+    for position, name in enumerate(names, 1):
+        if not isinstance(name, str) or not name:
+            raise SourceError(f"{where}has an empty column name (column {position}): give every column a name")
+    seen: set[str] = set()
+    duplicates = sorted({name for name in names if name in seen or seen.add(name)})
+    if duplicates:
+        raise SourceError(f"{where}has duplicate column names: {', '.join(map(_shown, duplicates))}")
+    folded: dict[str, str] = {}
+    for name in names:
+        other = folded.setdefault(name.casefold(), name)
+        if other != name:
+            raise SourceError(
+                f"{where}has columns {_shown(other)} and {_shown(name)}, which differ only in case: GX and DuckDB"
+                " would audit one for the other; rename one of them"
+            )
+    for name in names:
+        inner = name[1:-1] if len(name) >= 2 and name[0] == name[-1] == "`" else None
+        if inner is not None and inner.casefold() in folded:
+            raise SourceError(
+                f"{where}has columns {_shown(folded[inner.casefold()])} and {_shown(name)}: GX matches a name to"
+                " the same name in backticks and would audit one for the other; rename one of them"
+            )
+    # Imported here: pyiceberg's sanitiser is the one its writer uses, and `names` stays cheap to import.
+    from pyiceberg.schema import make_compatible_name
+
+    stored: dict[str, str] = {}
+    for name in names:
+        parquet_name = make_compatible_name(name)
+        other = stored.setdefault(parquet_name.casefold(), name)
+        if other != name:
+            raise SourceError(
+                f"{where}has columns {_shown(other)} and {_shown(name)}, which Iceberg stores as Parquet columns"
+                f" {_shown(make_compatible_name(other))} and {_shown(parquet_name)}: Parquet readers (DuckDB)"
+                " would take one for the other; rename one of them"
+            )
