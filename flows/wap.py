@@ -1,12 +1,15 @@
 """The WAP gate: write new data to a branch, audit it with the stored GX checkpoint, publish only if it passes.
 
-    with transaction():
-        write_to_branch    create the branch from main, create the table from the source, import the rows
-        audit_branch_table read the branch table back, run the checkpoint, report; raise if it fails
-        publish_to_main    merge into main with the audit as commit properties, delete the branch
+    with hold_branch_lease(branch), transaction():
+        write_to_branch    create the branch from main, create the table from the source, import the rows;
+                           return the commit it wrote
+        audit_branch_table read that exact commit back, run the checkpoint, report; raise if it fails
+        publish_to_main    merge that exact commit into main with the audit as commit properties, delete the
+                           branch; if the branch moved, was deleted or recreated meanwhile, publish nothing
 
 A failure anywhere rolls the transaction back: the write task's rollback hook deletes the branch (unless
-the user keeps failed branches for inspection), and main is never touched.
+the user keeps failed branches for inspection), and main is never touched. The lease tells `wap gc` that
+the branch belongs to a live run.
 """
 
 from __future__ import annotations
@@ -30,12 +33,16 @@ from .datasets import Dataset, get_dataset
 from .lakehouse import (
     MAIN,
     BackendUnavailableError,
+    BranchNotFoundError,
+    ConcurrentUpdateError,
     InvalidNameError,
     LakehouseError,
+    RefNotFoundError,
     connect,
     default_backend,
     default_lakehouse,
 )
+from .lakehouse.leases import hold_branch_lease
 from .lakehouse.names import validate_branch
 from .reports import emit_audit_event, publish_audit_artifacts, publish_validation_report
 
@@ -50,6 +57,10 @@ class AuditFailedError(Exception):
         self.result = result
 
 
+class BranchChangedError(ConcurrentUpdateError):
+    """Someone else deleted, recreated or wrote to the gate's branch while it ran: nothing was published."""
+
+
 @dataclass(frozen=True)
 class Lakehouse:
     """Where to write: plain values, so task parameters stay serialisable and readable in the UI."""
@@ -61,12 +72,19 @@ class Lakehouse:
         return connect(self.backend, self.path)
 
 
+@dataclass(frozen=True)
+class WrittenBranch:
+    rows: int
+    commit: str  # the branch head right after the import: what the audit reads and publish merges
+
+
 @dataclass
 class GateOutcome:
     dataset: str
     branch: str
     source: str
     rows: int | None = None
+    audited_commit: str | None = None  # the branch commit the audit read, and the only one publish may merge
     published_commit: str | None = None
     audit: AuditResult | None = field(default=None, repr=False)
 
@@ -88,6 +106,17 @@ def validate_gate_branch(branch: str) -> str:
     return branch
 
 
+def pause_point(step: str) -> None:
+    """Fault injection for the integrity tests: with ``WAP_PAUSE_AT=<step>`` the gate stops itself (SIGSTOP)
+    just before that step (``audit`` or ``publish``), so a test can change the branch under a run that is
+    provably at that point, then let it go on with SIGCONT. Unset, this does nothing."""
+    if os.environ.get("WAP_PAUSE_AT") == step:
+        import signal
+
+        print(f"paused before {step} (pid {os.getpid()})")
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
 def _is_transient(task, task_run, state) -> bool:
     # Retry only what may succeed on a second try; bad input fails at once.
     try:
@@ -107,23 +136,27 @@ def _is_transient(task, task_run, state) -> bool:
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_condition_fn=_is_transient,
 )
-def write_to_branch(lakehouse: Lakehouse, dataset: Dataset, source: str, branch: str, keep_failed_branch: bool) -> int:
-    """Create the branch from main and load the source into the dataset's table there; return its row count."""
+def write_to_branch(
+    lakehouse: Lakehouse, dataset: Dataset, source: str, branch: str, keep_failed_branch: bool
+) -> WrittenBranch:
+    """Create the branch from main and load the source into the dataset's table there; return the commit."""
     client = lakehouse.connect()
     get_transaction().set("rollback", {"lakehouse": lakehouse, "branch": branch, "keep": keep_failed_branch})
     client.create_branch(branch, from_ref=MAIN)
     try:
-        client.create_table(dataset.table, source, branch=branch, namespace=dataset.namespace, replace=True)
-        client.import_data(dataset.table, source, branch=branch, namespace=dataset.namespace)
-        rows = client.get_table(dataset.table, branch, namespace=dataset.namespace).records
+        with branch_must_exist(branch, "while the gate was writing to it"):
+            client.create_table(dataset.table, source, branch=branch, namespace=dataset.namespace, replace=True)
+            client.import_data(dataset.table, source, branch=branch, namespace=dataset.namespace)
+            commit = client.get_branch(branch).hash
+            rows = client.get_table(dataset.table, f"{branch}@{commit}", namespace=dataset.namespace).records
     except BaseException as exc:
         # This task's own rollback hook only runs once it has completed, so clean up here; a transient
         # failure always cleans up, so that the retry can create the branch again.
         if not keep_failed_branch or isinstance(exc, BackendUnavailableError):
             _delete_quietly(client, branch)
         raise
-    print(f"wrote {rows} rows from {source} to {dataset.fqn} on branch {branch}")
-    return rows
+    print(f"wrote {rows} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
+    return WrittenBranch(rows or 0, commit)
 
 
 @write_to_branch.on_rollback
@@ -132,21 +165,24 @@ def delete_gate_branch(txn) -> None:
     if params["keep"]:
         print(f"kept branch {params['branch']} for inspection")
         return
-    _delete_quietly(params["lakehouse"].connect(), params["branch"])
-    print(f"rolled back: deleted branch {params['branch']}")
+    if _delete_quietly(params["lakehouse"].connect(), params["branch"]):
+        print(f"rolled back: deleted branch {params['branch']}")
+    else:
+        print(f"rolled back: branch {params['branch']} was already gone")
 
 
 @task(name="audit", task_run_name="audit {dataset.name} on {branch}", cache_policy=NO_CACHE)
-def audit_branch_table(lakehouse: Lakehouse, dataset: Dataset, branch: str) -> AuditResult:
-    """Run the dataset's checkpoint on the branch table; publish its artifacts; raise if it fails."""
-    result = audit_table(
-        lakehouse.connect(),
-        dataset.table,
-        ref=branch,
-        namespace=dataset.namespace,
-        checkpoint=dataset.checkpoint,
-        run_name=f"{dataset.name}-{branch}",
-    )
+def audit_branch_table(lakehouse: Lakehouse, dataset: Dataset, branch: str, commit: str) -> AuditResult:
+    """Run the dataset's checkpoint on the branch table at `commit`; publish its artifacts; raise if it fails."""
+    with branch_must_exist(branch, f"before its commit {commit[:12]} was audited"):
+        result = audit_table(
+            lakehouse.connect(),
+            dataset.table,
+            ref=f"{branch}@{commit}",  # the commit written, even if the branch moves meanwhile
+            namespace=dataset.namespace,
+            checkpoint=dataset.checkpoint,
+            run_name=f"{dataset.name}-{branch}",
+        )
     publish_audit_artifacts(dataset.name, result)
     emit_audit_event(dataset.name, result, branch=branch)
     stats = result.statistics
@@ -159,23 +195,67 @@ def audit_branch_table(lakehouse: Lakehouse, dataset: Dataset, branch: str) -> A
 
 @task(name="publish", task_run_name="publish {dataset.name} from {branch}", cache_policy=NO_CACHE)
 def publish_to_main(
-    lakehouse: Lakehouse, dataset: Dataset, branch: str, source: str, rows: int, audit: AuditResult
+    lakehouse: Lakehouse, dataset: Dataset, branch: str, source: str, written: WrittenBranch, audit: AuditResult
 ) -> str:
-    """Merge the audited branch into main, recording the audit on the commit; then delete the branch."""
+    """Merge the audited commit into main, recording the audit on the merge commit; then delete the branch.
+
+    Only `written.commit`, the commit the audit read, is ever merged: merging the branch by name would
+    publish whatever the branch holds now. If the branch moved, was deleted or was recreated since the
+    audit, nothing is published.
+    """
     client = lakehouse.connect()
-    commit = client.merge_branch(
-        branch,
-        MAIN,
-        commit_message=f"wap: publish {dataset.fqn} ({rows} rows, audit {audit.suite_name} passed)",
-        commit_properties=audit_commit_properties(dataset, branch, source, rows, audit),
-    )
+    check_branch_unchanged(client, branch, written.commit)
+    with branch_must_exist(branch, f"after its commit {written.commit[:12]} was audited"):
+        commit = client.merge_branch(
+            f"{branch}@{written.commit}",
+            MAIN,
+            commit_message=f"wap: publish {dataset.fqn} ({written.rows} rows, audit {audit.suite_name} passed)",
+            commit_properties=audit_commit_properties(dataset, branch, source, written, audit),
+        )
     _delete_quietly(client, branch)
     print(f"published {dataset.fqn} to {MAIN} at commit {commit}")
     return commit
 
 
+def check_branch_unchanged(client, branch: str, audited: str) -> None:
+    """Raise BranchChangedError, naming what changed, unless `branch` still points at the audited commit."""
+    if not client.has_branch(branch):
+        raise BranchChangedError(
+            f"branch {branch} was deleted after its commit {audited[:12]} was audited (by `wap gc` or another"
+            " user): nothing was published"
+        )
+    head = client.get_branch(branch).hash
+    if head == audited:
+        return
+    try:
+        client.get_commits(f"{branch}@{audited}", limit=1)
+    except RefNotFoundError:
+        raise BranchChangedError(
+            f"branch {branch} was deleted and recreated after the audit: the audited commit {audited[:12]} is not"
+            f" on it any more (its head is {head[:12]}): nothing was published"
+        ) from None
+    raise BranchChangedError(
+        f"branch {branch} moved after the audit: audited commit {audited[:12]}, head now {head[:12]} (someone"
+        " wrote to it): nothing was published"
+    )
+
+
+@contextlib.contextmanager
+def branch_must_exist(branch: str, when: str):
+    """A lookup failure of the gate's own branch means someone deleted it under the run: say so (exit 3)."""
+    try:
+        yield
+    except (BranchNotFoundError, RefNotFoundError) as exc:
+        missing = getattr(exc, "branch", None) or getattr(exc, "ref", "").partition("@")[0]
+        if missing != branch:
+            raise
+        raise BranchChangedError(
+            f"branch {branch} was deleted {when} (by `wap gc` or another user): nothing was published"
+        ) from exc
+
+
 def audit_commit_properties(
-    dataset: Dataset, branch: str, source: str, rows: int, audit: AuditResult
+    dataset: Dataset, branch: str, source: str, written: WrittenBranch, audit: AuditResult
 ) -> dict[str, str]:
     """The evidence every published commit carries."""
     flow_run = FlowRunContext.get()
@@ -185,7 +265,8 @@ def audit_commit_properties(
         "wap.table": dataset.fqn,
         "wap.source": source,
         "wap.branch": branch,
-        "wap.rows": str(rows),
+        "wap.audited_commit": written.commit,
+        "wap.rows": str(written.rows),
         "gx.suite": audit.suite_name,
         "gx.checkpoint": audit.checkpoint_name,
         "gx.success": str(audit.success).lower(),
@@ -199,12 +280,17 @@ def audit_commit_properties(
     }
 
 
-def _delete_quietly(client, branch: str) -> None:
+def _delete_quietly(client, branch: str) -> bool:
+    """Delete the branch if it is there; return whether this call deleted it."""
     try:
         if client.has_branch(branch):
             client.delete_branch(branch)
+            return True
+    except BranchNotFoundError:
+        return False  # deleted meanwhile
     except LakehouseError as exc:  # the branch stays visible to `wap branches` / `wap gc`
         get_run_logger().warning(f"could not delete branch {branch}: {exc}")
+    return False
 
 
 @flow(name="wap", flow_run_name="wap-{dataset}", log_prints=True)
@@ -223,11 +309,14 @@ def wap(
         spec.name, validate_gate_branch(branch or default_branch_name(spec.name)), source or spec.source
     )
     try:
-        with transaction():
-            outcome.rows = write_to_branch(target, spec, outcome.source, outcome.branch, keep_failed_branch)
-            outcome.audit = audit_branch_table(target, spec, outcome.branch)
+        with hold_branch_lease(target.connect(), outcome.branch), transaction():
+            written = write_to_branch(target, spec, outcome.source, outcome.branch, keep_failed_branch)
+            outcome.rows, outcome.audited_commit = written.rows, written.commit
+            pause_point("audit")
+            outcome.audit = audit_branch_table(target, spec, outcome.branch, written.commit)
+            pause_point("publish")
             outcome.published_commit = publish_to_main(
-                target, spec, outcome.branch, outcome.source, outcome.rows, outcome.audit
+                target, spec, outcome.branch, outcome.source, written, outcome.audit
             )
     except AuditFailedError as exc:
         outcome.audit = exc.result

@@ -8,7 +8,7 @@ the merge. After every kill:
 - main is a state that was published before: the same commit as an earlier published head with the
   same rows, or, when the kill landed just after the merge committed, exactly the new audited commit
   of the killed run (its branch, gx.success=true, parent = the previous head, rows = its source);
-- a leftover branch is listed by `wap branches`, and `wap gc --older-than 0s` removes it and keeps main.
+- a leftover branch is listed by `wap branches`, and `wap gc --older-than 0s --force` removes it and keeps main.
 
 CI runs 12 kills on 25k-row sources; a soak run raises them: `WAP_SOAK_KILLS=200 uv run pytest
 tests/test_reliability_crash.py` (`WAP_KILL_ROWS`, `WAP_KILL_SEED` to vary size and replay a sequence).
@@ -161,7 +161,7 @@ def _kill_once(chain: Chain, attempt: int, phase: str, final: bool) -> str:
     assert listing.returncode == 0, listing.stderr
     for name in left:
         assert name in listing.stdout
-    gc = _wap(chain, final, "gc", "--older-than", "0s", "--lakehouse", str(chain.lake))
+    gc = _wap(chain, final, "gc", "--older-than", "0s", "--force", "--lakehouse", str(chain.lake))
     assert gc.returncode == 0, gc.stdout + gc.stderr
     for name in left:
         assert name in gc.stdout

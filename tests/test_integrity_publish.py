@@ -1,0 +1,175 @@
+"""The gate publishes exactly the commit it audited, or nothing; `wap gc` never takes a live run's branch.
+
+Regression tests for a hostile sequence that used to publish blocked data: a run is stopped between its
+audit and its publish (``WAP_PAUSE_AT=publish`` makes the gate SIGSTOP itself there), `wap gc` deletes
+its branch, a second run recreates the branch under the same name with bad data and is blocked; the first
+run, let go, used to merge the branch *by name*, publishing the second run's blocked rows under a commit
+claiming `gx.success=true`. Everything runs as real `wap` processes against a real Prefect server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from gate_fixtures import REPO
+from reliability_helpers import assert_one_line_error, gate_env, run_wap, wap_cmd
+
+from flows.demo_data import corrupt, generate_titanic, write_csv
+from flows.lakehouse import MAIN, connect
+
+BRANCH = "alice.wap_titanic_0badc0de"
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> dict[str, str]:
+    clean = generate_titanic(891, seed=7)
+    return {
+        "clean": str(write_csv(clean, tmp_path / "clean.csv")),
+        "more": str(write_csv(generate_titanic(50, seed=8), tmp_path / "more.csv")),
+        "bad": str(write_csv(corrupt(clean, "null_passenger_id"), tmp_path / "bad.csv")),
+    }
+
+
+class PausedRun:
+    """`wap run` started with WAP_PAUSE_AT: waits until the gate has stopped itself at that step."""
+
+    def __init__(self, step: str, args: list[str], env: dict[str, str]) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            wap_cmd(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**env, "WAP_PAUSE_AT": step},
+            cwd=REPO,
+        )
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if f"paused before {step}" in line:
+                break
+        assert self._stopped(), "the gate did not pause:\n" + "".join(self.lines)[-3000:]
+
+    def _stopped(self) -> bool:
+        for _ in range(200):
+            try:
+                state = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return False
+            if state == "T":
+                return True
+            time.sleep(0.05)
+        return False
+
+    def resume(self, timeout: float = 240) -> subprocess.CompletedProcess:
+        os.kill(self.proc.pid, signal.SIGCONT)
+        rest, _ = self.proc.communicate(timeout=timeout)
+        output = "".join(self.lines) + rest
+        # stderr is merged into stdout here: give assert_one_line_error the same text on both.
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, output, output)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _main_state(lake: Path) -> tuple[str, list]:
+    client = connect("local", lake)
+    head = client.get_branch(MAIN).hash
+    tables = client.get_tables(MAIN)
+    rows = sorted(client.scan("titanic", ref=MAIN).to_pylist(), key=str) if tables else []
+    return head, rows
+
+
+def _run_paused(step: str, sources, lake: Path, env, *extra: str) -> PausedRun:
+    args = ["run", "titanic", "--source", sources["clean"], "--branch", BRANCH, "--lakehouse", str(lake), *extra]
+    return PausedRun(step, args, env)
+
+
+def test_a_recreated_branch_is_not_published_by_the_run_that_audited_the_old_one(prefect_api, tmp_path, sources):
+    lake = tmp_path / "lake"
+    env = gate_env(prefect_api, WAP_LEASE_TTL="1")
+    first = _run_paused("publish", sources, lake, env)
+    try:
+        before = _main_state(lake)
+        time.sleep(1.5)  # the frozen run's heartbeat is now older than its ttl
+        gc = run_wap("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env=env)
+        assert gc.returncode == 0 and "deleted" in gc.stdout, gc.stdout + gc.stderr
+        second = run_wap(
+            "run", "titanic", "--source", sources["bad"], "--branch", BRANCH, "--keep-failed-branch",
+            "--lakehouse", str(lake), env=env,
+        )  # fmt: skip
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert connect("local", lake).has_branch(BRANCH)  # the blocked data waits on the same branch name
+        result = first.resume()
+    finally:
+        first.kill()
+    message = assert_one_line_error(result, (3,), "not published", BRANCH, "deleted and recreated")
+    assert "audited commit" in message
+    assert _main_state(lake) == before, "main changed: the first run published data it did not audit"
+    for commit in connect("local", lake).get_commits(MAIN):
+        assert commit.properties.get("wap.source") != sources["bad"]
+
+
+def test_a_branch_written_to_after_the_audit_is_not_published(prefect_api, tmp_path, sources):
+    lake = tmp_path / "lake"
+    env = gate_env(prefect_api)
+    first = _run_paused("publish", sources, lake, env)
+    try:
+        before = _main_state(lake)
+        client = connect("local", lake)
+        client.import_data("titanic", sources["more"], branch=BRANCH)  # unaudited rows on top of the audited ones
+        result = first.resume()
+    finally:
+        first.kill()
+    assert_one_line_error(result, (3,), "not published", BRANCH, "moved after the audit")
+    assert _main_state(lake) == before
+
+
+def test_a_branch_deleted_before_the_audit_ends_not_published_without_a_false_rollback(
+    prefect_api, tmp_path, sources
+):
+    lake = tmp_path / "lake"
+    env = gate_env(prefect_api, WAP_LEASE_TTL="1")
+    first = _run_paused("audit", sources, lake, env)
+    try:
+        before = _main_state(lake)
+        time.sleep(1.5)
+        gc = run_wap("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env=env)
+        assert gc.returncode == 0 and BRANCH in gc.stdout, gc.stdout + gc.stderr
+        result = first.resume()
+    finally:
+        first.kill()
+    assert_one_line_error(result, (3,), "not published", BRANCH, "was deleted")
+    assert "rolled back: deleted branch" not in result.stdout  # it did not delete anything: gc had
+    assert _main_state(lake) == before
+
+
+def test_gc_keeps_the_branch_of_a_live_run_and_the_run_then_publishes(prefect_api, tmp_path, sources):
+    lake = tmp_path / "lake"
+    env = gate_env(prefect_api)  # default ttl (60 s): a pause of a few seconds keeps the lease live
+    first = _run_paused("audit", sources, lake, env)
+    try:
+        gc = run_wap("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env=env)
+        assert gc.returncode == 0, gc.stdout + gc.stderr
+        assert BRANCH in gc.stdout and "kept: live run" in gc.stdout
+        assert connect("local", lake).has_branch(BRANCH)
+        result = first.resume()
+    finally:
+        first.kill()
+    assert result.returncode == 0, result.stdout[-3000:]
+    client = connect("local", lake)
+    head = client.get_commits(MAIN, limit=1)[0]
+    assert head.properties["wap.branch"] == BRANCH and head.properties["gx.success"] == "true"
+    audited = head.properties["wap.audited_commit"]
+    assert audited in head.parent_hashes  # the merge's source is exactly the audited commit
+    assert not client.has_branch(BRANCH)
