@@ -50,8 +50,8 @@ def check_min_age(older_than: timedelta, *, force: bool, given: str | None = Non
     if older_than < SAFE_MIN_AGE and not force:
         minutes = int(SAFE_MIN_AGE.total_seconds() // 60)
         raise InvalidNameError(
-            f"--older-than {given or older_than} is below the safe minimum of {minutes}m (a branch that young may belong"
-            " to a run that is still writing): add --force to go lower; branches of live runs are kept anyway"
+            f"--older-than {given or older_than} is below the safe minimum of {minutes}m (a branch that young may"
+            " belong to a run that is still writing): add --force to go lower; branches of live runs are kept anyway"
         )
 
 

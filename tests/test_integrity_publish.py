@@ -135,9 +135,7 @@ def test_a_branch_written_to_after_the_audit_is_not_published(prefect_api, tmp_p
     assert _main_state(lake) == before
 
 
-def test_a_branch_deleted_before_the_audit_ends_not_published_without_a_false_rollback(
-    prefect_api, tmp_path, sources
-):
+def test_a_branch_deleted_before_the_audit_ends_not_published_without_a_false_rollback(prefect_api, tmp_path, sources):
     lake = tmp_path / "lake"
     env = gate_env(prefect_api, WAP_LEASE_TTL="1")
     first = _run_paused("audit", sources, lake, env)
