@@ -6,16 +6,25 @@ A branch is a row pointing at a commit. Every change is one SQLite transaction (
 checks the branch head it was based on: a writer whose base moved is rebased only when none of the
 tables it touches changed, and rejected otherwise. A process killed at any instant leaves each ref at
 its old or its new commit, never in between, because SQLite's journal makes the transaction atomic.
+
+Opening never creates or repairs anything: a catalog is created only by `initialize` (atomically, as a
+finished file moved into place), and one that is empty, corrupt, missing its tables or main ref, or whose
+main tree names metadata files that are gone is refused with CatalogUnusableError before anything is
+written. Each commit and branch change is also written, after its transaction committed, as an immutable
+JSON file under `journal/`: `doctor.rebuild_catalog` rebuilds the refs from it if the catalog is lost.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,15 +33,23 @@ from .errors import (
     BackendUnavailableError,
     BranchExistsError,
     BranchNotFoundError,
+    CatalogUnusableError,
     ConcurrentUpdateError,
     InvalidNameError,
+    LakehouseError,
     MergeConflictError,
     RefNotFoundError,
+    StorageError,
 )
 from .models import Branch, Commit
 from .names import MAIN, split_ref
 
-Tree = dict[str, str]  # "namespace.table" -> metadata location
+Tree = dict[str, str]  # "namespace.table" -> metadata location, relative to the lakehouse root
+
+log = logging.getLogger(__name__)
+
+JOURNAL_DIR = "journal"
+RECOVER_HINT = "run `wap doctor` to see what is wrong and `wap doctor --rebuild` to recover the refs from the journal"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS commits (
@@ -81,31 +98,122 @@ class ResolvedRef:
 class RefStore:
     """The SQLite side of the embedded catalog: commits, trees and branch heads."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 60.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = 60.0, check_tree: bool = True) -> None:
+        """Open an existing catalog; refuse (CatalogUnusableError) one that cannot be trusted.
+
+        Nothing is written here: no schema, no main ref, no journal-mode switch on a catalog that fails
+        the checks. `check_tree` stats the metadata files of main's tree (cheap: one stat per table).
+        """
         self.path = path
+        self.root = path.parent
         self._busy_timeout_s = busy_timeout_s
+        self.read_only = False
+        _check_header(path)
         with self._connect() as con:
-            self._use_wal(con)
-            with self._write(con):
+            self._check_schema(con, check_tree=check_tree)
+            _check_size(con, path)
+            if not os.access(path, os.W_OK) or not os.access(self.root, os.W_OK):
+                # Reads still work; every write is refused up front with the path (see _write).
+                self.read_only = True
+            elif con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._use_wal(con)
+
+    @classmethod
+    def initialize(cls, path: Path, *, busy_timeout_s: float = 60.0) -> bool:
+        """Create a new catalog at `path` unless one exists; return whether this call created it.
+
+        Built complete in a private file and hard-linked into place, which fails if `path` exists: a
+        reader never sees a half-made catalog, and processes creating one together end up with one.
+        """
+        tmp = path.with_name(f"{path.name}.init-{uuid.uuid4().hex}")
+        try:
+            con = sqlite3.connect(tmp, timeout=busy_timeout_s, isolation_level=None)
+            try:
+                con.execute("PRAGMA synchronous=FULL")
+                con.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         con.execute(statement)
-                if con.execute("SELECT 1 FROM refs WHERE name = ?", (MAIN,)).fetchone() is None:
-                    root = self._insert_commit(con, None, None, "initialize lakehouse", "wap", {}, {})
-                    con.execute("INSERT INTO refs VALUES (?, ?, ?)", (MAIN, root, time.time()))
+                journal: list[tuple[int, str, str]] = []
+                root = cls._insert_commit(con, None, None, "initialize lakehouse", "wap", {}, {}, journal)
+                con.execute("INSERT INTO refs VALUES (?, ?, ?)", (MAIN, root, time.time()))
+                con.execute("COMMIT")
+                con.execute("PRAGMA journal_mode=WAL")  # persistent in the file's header
+            finally:
+                con.close()
+            _fsync(tmp)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            _fsync_dir(path.parent)
+            store = cls(path, busy_timeout_s=busy_timeout_s)
+            store._journal_write(journal, MAIN, "init")
+            return True
+        except sqlite3.Error as exc:
+            raise _failure(exc, path) from exc
+        except OSError as exc:
+            raise storage_error(exc, path, "create the lakehouse catalog") from exc
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+
+    def _check_schema(self, con: sqlite3.Connection, *, check_tree: bool) -> None:
+        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = sorted({"commits", "refs"} - names)
+        if missing:
+            raise CatalogUnusableError(
+                f"lakehouse catalog {self.path} lacks its {' and '.join(missing)} table(s): {RECOVER_HINT}"
+            )
+        row = con.execute("SELECT hash FROM refs WHERE name = ?", (MAIN,)).fetchone()
+        if row is None:
+            raise CatalogUnusableError(f"lakehouse catalog {self.path} has no main branch: {RECOVER_HINT}")
+        tree = con.execute("SELECT tree FROM commits WHERE hash = ?", (row[0],)).fetchone()
+        if tree is None:
+            raise CatalogUnusableError(
+                f"lakehouse catalog {self.path}: main points at commit {row[0][:12]}, which is not in the catalog: "
+                f"{RECOVER_HINT}"
+            )
+        if check_tree:
+            try:
+                locations = json.loads(tree[0])
+            except ValueError:
+                raise CatalogUnusableError(
+                    f"lakehouse catalog {self.path}: main's table list is not valid JSON: {RECOVER_HINT}"
+                ) from None
+            for table, location in sorted(locations.items()):
+                path = self.locate(location)
+                if not path.is_file():
+                    raise CatalogUnusableError(
+                        f"lakehouse catalog {self.path} does not match its warehouse: main's table {table} "
+                        f"points at {path}, which does not exist: {RECOVER_HINT}"
+                    )
+
+    def locate(self, location: str) -> Path:
+        """The file a tree location names, at the lakehouse's current root (trees store them relative)."""
+        path = Path(location.removeprefix("file://"))
+        return path if path.is_absolute() else self.root / path
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
         try:
-            con.execute("PRAGMA synchronous=FULL")  # durability of a published merge over speed
+            con = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _failure(exc, self.path) from exc
+        try:
+            if not self.read_only:
+                con.execute("PRAGMA synchronous=FULL")  # durability of a published merge over speed
             yield con
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+                raise
+            raise _failure(exc, self.path) from exc
         finally:
             con.close()
 
     def _use_wal(self, con: sqlite3.Connection) -> None:
-        # Turning a new file to WAL needs it to itself, and SQLite answers "locked" at once rather than
-        # calling the busy handler: processes opening a fresh lakehouse together retry until the timeout.
+        # Turning a file to WAL needs it to itself, and SQLite answers "locked" at once rather than
+        # calling the busy handler: processes opening a catalog together retry until the timeout.
         deadline = time.monotonic() + self._busy_timeout_s
         while True:
             try:
@@ -119,17 +227,24 @@ class RefStore:
 
     @contextmanager
     def _write(self, con: sqlite3.Connection) -> Iterator[None]:
+        if self.read_only:
+            raise StorageError(f"lakehouse is read-only: cannot write {self.path}")
         # IMMEDIATE takes the write lock up front, so the head we read is the head we update.
         try:
             con.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:  # "database is locked" past the busy timeout
-            raise BackendUnavailableError(f"lakehouse catalog is busy: {exc}") from exc
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise BackendUnavailableError(f"lakehouse catalog is busy: {exc}") from exc
+            raise
         try:
             yield
+            con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            # A failed COMMIT (disk full) may already have rolled back: never hide the first error.
+            if con.in_transaction:
+                with suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
             raise
-        con.execute("COMMIT")
 
     # ---------------------------------------------------------------- reads
     def resolve(self, ref: str) -> ResolvedRef:
@@ -202,14 +317,19 @@ class RefStore:
                 con.execute("INSERT INTO refs VALUES (?, ?, ?)", (branch, from_commit, time.time()))
             except sqlite3.IntegrityError as exc:
                 raise BranchExistsError(branch) from exc
+            seq = self._max_seq(con)
+        self._journal_event(seq, "branch", branch, from_commit)
         return Branch(branch, from_commit)
 
     def delete_branch(self, branch: str) -> None:
         if branch == MAIN:
             raise InvalidNameError("refusing to delete branch main")
         with self._connect() as con, self._write(con):
-            if con.execute("DELETE FROM refs WHERE name = ?", (branch,)).rowcount == 0:
+            row = con.execute("SELECT hash FROM refs WHERE name = ?", (branch,)).fetchone()
+            if row is None or con.execute("DELETE FROM refs WHERE name = ?", (branch,)).rowcount == 0:
                 raise BranchNotFoundError(branch)
+            seq = self._max_seq(con)
+        self._journal_event(seq, "delete", branch, row[0])
 
     def commit(
         self,
@@ -227,6 +347,7 @@ class RefStore:
         commit is rebased onto the new head only when every changed table is still as it was at
         `base_hash`; otherwise ConcurrentUpdateError, and nothing is written.
         """
+        journal: list[tuple[int, str, str]] = []
         with self._connect() as con, self._write(con):
             head = self._head(con, branch)
             tree = self._tree(con, head)
@@ -242,9 +363,10 @@ class RefStore:
                     tree.pop(key, None)
                 else:
                     tree[key] = location
-            new = self._insert_commit(con, head, None, message, author, properties or {}, tree)
+            new = self._insert_commit(con, head, None, message, author, properties or {}, tree, journal)
             self._move(con, branch, head, new)
-            return new
+        self._journal_write(journal, branch, "commit")
+        return new
 
     def merge(
         self,
@@ -257,6 +379,7 @@ class RefStore:
     ) -> str:
         """Merge `source_ref` into `into_branch` in one transaction; return the new head."""
         source = self.resolve(source_ref)
+        journal: list[tuple[int, str, str]] = []
         with self._connect() as con, self._write(con):
             target = self._head(con, into_branch)
             if self._is_ancestor(con, source.hash, target):
@@ -281,9 +404,47 @@ class RefStore:
                         tree.pop(key, None)
                     else:
                         tree[key] = source_tree[key]
-            new = self._insert_commit(con, target, source.hash, message, author, properties or {}, tree)
+            new = self._insert_commit(con, target, source.hash, message, author, properties or {}, tree, journal)
             self._move(con, into_branch, target, new)
-            return new
+        self._journal_write(journal, into_branch, "merge")
+        return new
+
+    # -------------------------------------------------------------- journal
+    def _journal_write(self, entries: list[tuple[int, str, str]], branch: str, op: str) -> None:
+        for seq, commit_hash, body in entries:
+            self._journal_file(
+                f"{seq:012d}.{time.time_ns():020d}.c.{commit_hash}.json",
+                {"seq": seq, "op": op, "branch": branch, "hash": commit_hash, "body": body},
+            )
+
+    def _journal_event(self, seq: int, op: str, branch: str, commit_hash: str) -> None:
+        self._journal_file(
+            f"{seq:012d}.{time.time_ns():020d}.r.{uuid.uuid4().hex}.json",
+            {"seq": seq, "op": op, "branch": branch, "hash": commit_hash},
+        )
+
+    def _journal_file(self, name: str, entry: dict) -> None:
+        """Write one journal entry, after its transaction committed: it only ever describes a committed state.
+
+        Best effort by design: the commit already happened, so failing it now would report a published
+        state as failed. A lost entry (disk full, crash just here) only makes a rebuild older by a step.
+        """
+        directory = self.root / JOURNAL_DIR
+        tmp = directory / f".tmp-{uuid.uuid4().hex}"
+        try:
+            directory.mkdir(exist_ok=True)
+            with open(tmp, "x", encoding="utf-8") as fh:
+                json.dump(entry, fh, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, directory / name)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.warning("lakehouse journal entry %s not written: %s", name, exc)
+
+    @staticmethod
+    def _max_seq(con: sqlite3.Connection) -> int:
+        return con.execute("SELECT coalesce(max(seq), 0) FROM commits").fetchone()[0]
 
     # -------------------------------------------------------------- helpers
     @staticmethod
@@ -349,7 +510,9 @@ class RefStore:
         author: str,
         properties: Mapping[str, str],
         tree: Tree,
+        journal: list[tuple[int, str, str]] | None = None,
     ) -> str:
+        """Insert one commit; with `journal`, append (seq, hash, hashed body) for the journal file."""
         at = time.time()
         props = {str(k): str(v) for k, v in properties.items()}
         body = json.dumps(
@@ -364,7 +527,7 @@ class RefStore:
             sort_keys=True,
         )
         commit_hash = hashlib.sha256(body.encode()).hexdigest()
-        con.execute(
+        cursor = con.execute(
             "INSERT INTO commits (hash, parent, merge_parent, message, author, committed_at, properties, tree)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -378,4 +541,91 @@ class RefStore:
                 json.dumps(tree, sort_keys=True),
             ),
         )
+        if journal is not None:
+            journal.append((cursor.lastrowid, commit_hash, body))
         return commit_hash
+
+
+def commit_hash_of(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _check_header(path: Path) -> None:
+    """Refuse, before SQLite sees it, a file SQLite would silently treat as a new empty database.
+
+    Only stat: opening and closing the file ourselves would drop the POSIX locks that this process's
+    other SQLite connections hold on it (closing any descriptor of a file releases them all), and
+    SQLite would then delete a WAL that is still in use. "Not a database" is SQLite's to say.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CatalogUnusableError(f"lakehouse catalog {path} does not exist: {RECOVER_HINT}") from None
+    except OSError as exc:
+        raise storage_error(exc, path, "read the lakehouse catalog") from exc
+    if size == 0:
+        raise CatalogUnusableError(f"lakehouse catalog {path} is empty (0 bytes): {RECOVER_HINT}")
+
+
+def _check_size(con: sqlite3.Connection, path: Path) -> None:
+    """A file shorter than the pages its header claims was truncated (unless a WAL holds the rest)."""
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size:
+        return  # pages may live in the WAL; a checkpoint cut off by a crash is redone
+    pages = con.execute("PRAGMA page_count").fetchone()[0]
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    size = path.stat().st_size
+    if size < pages * page_size:
+        raise CatalogUnusableError(
+            f"lakehouse catalog {path} is truncated ({size} of {pages * page_size} bytes): {RECOVER_HINT}"
+        )
+
+
+def storage_error(exc: OSError, path: Path | str, doing: str) -> StorageError:
+    """A one-line StorageError naming the cause (disk full, read-only, permission) and the path."""
+    import errno
+
+    code = exc.errno
+    text = str(exc)
+    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text:
+        cause = "disk full"
+    elif code == errno.EROFS or "Read-only file system" in text:
+        cause = "read-only file system"
+    elif code in (errno.EACCES, errno.EPERM) or "ermission denied" in text or "not permitted" in text:
+        cause = "permission denied"
+    elif code == errno.ENOENT:
+        cause = "file missing"
+    else:
+        cause = (exc.strerror or text).splitlines()[0] if (exc.strerror or text) else type(exc).__name__
+    target = getattr(exc, "filename", None) or path
+    return StorageError(f"{cause}: cannot {doing}: {target}")
+
+
+def _failure(exc: sqlite3.Error, path: Path) -> LakehouseError:
+    """Name what an SQLite error means for the catalog at `path`, in one line."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return BackendUnavailableError(f"lakehouse catalog is busy: {text}")
+    if "readonly" in low or "read-only" in low:
+        return StorageError(f"lakehouse is read-only: cannot write {path}")
+    if "full" in low:
+        return StorageError(f"disk full: cannot write {path}")
+    if "malformed" in low or "not a database" in low or "corrupt" in low:
+        return CatalogUnusableError(f"lakehouse catalog {path} is corrupt ({text}): {RECOVER_HINT}")
+    if "unable to open" in low:
+        return StorageError(f"cannot open the lakehouse catalog {path}: {text}")
+    return StorageError(f"lakehouse catalog {path}: {text}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with suppress(OSError):  # not every file system lets a directory be fsynced; the link is made either way
+        _fsync(path)
