@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -210,3 +211,35 @@ def test_cli_query_shows_the_stored_values(lake) -> None:
     want = [["" if r[n] is None else str(r[n]) for n in ["id", *NAMES]] for r in expected]
     assert body == want
     assert sum(cell != "" for row in body for cell in row[1:]) > 50  # mostly values, not the blanks of NULL
+
+
+def test_a_missing_data_file_is_a_storage_error_naming_it(tmp_path: Path) -> None:
+    """The views read every file's footer (to match its columns): a lost file is named, not a traceback.
+
+    (`data_files` checks first now; `sql` also turns a footer it cannot read into StorageError.)
+    """
+    from flows.lakehouse import StorageError
+
+    source = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"first name": ["a"]}), source)
+    client = connect("local", tmp_path / "lh")
+    client.create_table("t", str(source), branch=MAIN)
+    client.import_data("t", str(source), branch=MAIN)
+    _, files = client.data_files("t", ref=MAIN)
+    Path(files[0]).unlink()
+    with pytest.raises(StorageError, match=re.escape(files[0])):
+        client.query("SELECT * FROM t", ref=MAIN)
+
+
+def test_an_unreadable_footer_is_a_storage_error_naming_it(tmp_path: Path) -> None:
+    from flows.lakehouse import StorageError
+
+    source = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"first name": ["a"]}), source)
+    client = connect("local", tmp_path / "lh")
+    client.create_table("t", str(source), branch=MAIN)
+    client.import_data("t", str(source), branch=MAIN)
+    _, files = client.data_files("t", ref=MAIN)
+    Path(files[0]).write_bytes(b"not parquet")
+    with pytest.raises(StorageError, match=f"cannot read data file {re.escape(files[0])} of table bauplan.t"):
+        client.query("SELECT * FROM t", ref=MAIN)
