@@ -44,6 +44,7 @@ from .lakehouse import (
 )
 from .lakehouse.leases import hold_branch_lease
 from .lakehouse.names import validate_branch
+from .lakehouse.sources import inspect_source
 from .reports import emit_audit_event, publish_audit_artifacts, publish_validation_report
 
 
@@ -141,6 +142,10 @@ def write_to_branch(
 ) -> WrittenBranch:
     """Create the branch from main and load the source into the dataset's table there; return the commit."""
     client = lakehouse.connect()
+    if lakehouse.backend == "local":
+        # Refuse a source the audit would misread (e.g. columns `x` and `X`) before any branch exists.
+        # (Bauplan reads the source itself, from where this process may not be able to.)
+        inspect_source(source)
     get_transaction().set("rollback", {"lakehouse": lakehouse, "branch": branch, "keep": keep_failed_branch})
     client.create_branch(branch, from_ref=MAIN)
     try:
