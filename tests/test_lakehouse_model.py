@@ -25,7 +25,7 @@ past commit's table scans the same rows. Writes scan what they wrote; a delete r
 head. Teardown reads every reachable commit and scans every table version once.
 
 Budget (defaults keep this file near a minute on 2 shared cores):
-    WAP_MODEL_EXAMPLES=15 WAP_MODEL_STEPS=25  sequences and steps per sequence
+    WAP_MODEL_EXAMPLES=12 WAP_MODEL_STEPS=20  sequences and steps per sequence
     WAP_MODEL_CRASH_PERCENT=20                share of crash-rule picks that really start and kill a worker
     WAP_MODEL_DB=DIR                          Hypothesis example database (default: a temp folder)
 Long run, e.g.: `WAP_MODEL_EXAMPLES=500 WAP_MODEL_STEPS=60 nice -n 10 uv run pytest tests/test_lakehouse_model.py -q
@@ -87,8 +87,8 @@ from flows.lakehouse import (
     connect,
 )
 
-EXAMPLES = int(os.environ.get("WAP_MODEL_EXAMPLES", "15"))
-STEPS = int(os.environ.get("WAP_MODEL_STEPS", "25"))
+EXAMPLES = int(os.environ.get("WAP_MODEL_EXAMPLES", "12"))
+STEPS = int(os.environ.get("WAP_MODEL_STEPS", "20"))
 CRASH_PERCENT = int(os.environ.get("WAP_MODEL_CRASH_PERCENT", "20"))
 # Bugs this model found that are not fixed yet stay out of the random sequences (each has its own
 # regression test below), so that they do not hide everything else; WAP_MODEL_KNOWN_BUGS=1 lets them in.
@@ -614,6 +614,31 @@ class LakehouseMachine(RuleBasedStateMachine):
         message = data.draw(st.sampled_from([None, "publish"]), label="message")
         self.do_merge(source_ref, source_hash, into, message)
         FIGURES["merge_branch"] += 1
+
+    @rule(data=st.data())
+    @counted
+    def diverge_then_merge(self, data):
+        """Writes on both sides of a branch point, then a merge: three-way, clean or conflicting."""
+        ours = data.draw(st.sampled_from(sorted(self.model.refs)), label="into")
+        theirs = data.draw(st.sampled_from([b for b in BRANCH_POOL if b != ours]), label="source")
+        if theirs not in self.model.refs:
+            outcome = self.model.predict_create_branch(theirs, self.model.refs[ours])
+            self.client.create_branch(theirs, ours)
+            self.apply(outcome)
+        for branch in (ours, theirs):
+            head = self.model.refs[branch]
+            key = data.draw(st.sampled_from(TABLE_KEYS), label="table")
+            current = self.model.version(head, key)
+            if current is None:
+                kind = data.draw(st.sampled_from(sorted(KINDS)), label="kind")
+                source = self.draw_source(data, kind, self.draw_rows(data, kind, 1, 2))
+                self.do_create(branch, branch, head, True, key, kind, False, source, key, None)
+            else:
+                rows = self.draw_rows(data, current.kind, 1, 3)
+                source = self.draw_source(data, current.kind, rows)
+                self.do_import(branch, branch, head, True, key, current.kind, rows, source, key, None)
+        self.do_merge(theirs, self.model.refs[theirs], ours, data.draw(st.sampled_from([None, "publish"])))
+        FIGURES["diverge_then_merge"] += 1
 
     @rule(data=st.data())
     @counted
