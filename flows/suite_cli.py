@@ -19,6 +19,7 @@ suite_app = typer.Typer(no_args_is_help=True)
 from .cli import EXIT_BAD_INPUT, EXIT_BLOCKED, Backend, LakehousePath, cli_errors, fail, out  # noqa: E402
 
 _STORE_DIRS = ("checkpoints", "validation_definitions", "expectations")
+INIT_TABLE_ROWS = 50  # `suite init` summarises at most this many columns
 DatasetArg = Annotated[str, typer.Argument(help="Dataset declared in gx/datasets.yml (or a suite name).")]
 
 
@@ -140,11 +141,13 @@ def init(
         from .suite import display_path, init_suite, show_suite
 
         result = init_suite(dataset, source, force=force)
-        verb = "overwrote" if result.overwritten else "wrote"
+        # Nothing written: a rerun on the same source found exactly what it generates.
+        verb = ("overwrote" if result.overwritten else "wrote") if result.written else "kept"
+        note = "" if result.written else " (already up to date, nothing written)"
         out.print(
             Text(
                 f"{verb} {display_path(result.suite_path)}: {result.expectations} expectations "
-                f"from {result.profile.rows:,} rows of {source}"
+                f"from {result.profile.rows:,} rows of {source}{note}"
             ),
             soft_wrap=True,
         )
@@ -153,9 +156,12 @@ def init(
         for e in show_suite(dataset).expectations:
             detail = e.type.removeprefix("expect_") + (f" (mostly {e.mostly:g})" if e.mostly is not None else "")
             by_column.setdefault(e.column or "(table)", []).append(detail)
-        for column, kinds in by_column.items():
+        # A wide source would print thousands of rows nobody reads (and take seconds): `suite show` has them all.
+        for column, kinds in list(by_column.items())[:INIT_TABLE_ROWS]:
             table.add_row(_cell(column), _cell(", ".join(kinds)))
         out.print(table)
+        if len(by_column) > INIT_TABLE_ROWS:
+            out.print(f"... and {len(by_column) - INIT_TABLE_ROWS} more columns: `wap suite show {dataset}` lists them")
         where = display_path(datasets_file())
         message = {
             "added": f"declared dataset {dataset} in {where} (table bauplan.{dataset}, source {source})",
