@@ -131,7 +131,7 @@ def _iceberg_compatible(t: pa.DataType, path: str = "", where: str = "") -> pa.D
     """The Iceberg-storable Arrow type for `t` (recursing into nested types), or SourceError naming `path`."""
     if isinstance(t, pa.UuidType):
         return t  # Iceberg's uuid
-    if isinstance(t, pa.ExtensionType):
+    if isinstance(t, pa.BaseExtensionType):
         # bool8 is a boolean stored as int8; other extensions (JSON text, tensors...) keep their values
         # as their storage type (the extension's label is not kept: Iceberg has nowhere to put it).
         if t.extension_name == "arrow.bool8":
