@@ -237,6 +237,15 @@ def test_init_force_regenerates_and_keeps_ids(tmp_path: Path, data: dict[str, Pa
     kwargs = {"gx_root": gx, "datasets_path": gx / "datasets.yml"}
     init_suite("orders", str(data["orders"]), **kwargs)
     first = (gx / "expectations" / "orders.json").read_text()
+    # A rerun on the same source finds exactly what it generates: it succeeds and writes nothing
+    # (so a rerun after an interrupted or unsure init needs no --force)...
+    rerun = init_suite("orders", str(data["orders"]), **kwargs)
+    assert rerun.written == [] and rerun.overwritten == [] and rerun.declaration == "unchanged"
+    # ...but a suite someone edited, or another day's data, is not replaced without --force.
+    with pytest.raises(ValueError, match="already exists"):
+        init_suite("orders", str(data["orders_other_day"]), **kwargs)
+    assert (gx / "expectations" / "orders.json").read_text() == first
+    (gx / "expectations" / "orders.json").write_text(first.replace('"min_value": 0.0', '"min_value": 1.0', 1))
     with pytest.raises(ValueError, match="already exists"):
         init_suite("orders", str(data["orders"]), **kwargs)
     again = init_suite("orders", str(data["orders"]), force=True, **kwargs)
