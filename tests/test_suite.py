@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from gate_fixtures import REPO, run_cli
+from reliability_helpers import assert_one_line_error
 
 from flows.audit import run_checkpoint, table_to_dataframe
 from flows.demo_data import CORRUPTIONS, corrupt, generate_titanic, write_csv
@@ -245,7 +246,9 @@ def test_init_force_regenerates_and_keeps_ids(tmp_path: Path, data: dict[str, Pa
     with pytest.raises(ValueError, match="already exists"):
         init_suite("orders", str(data["orders_other_day"]), **kwargs)
     assert (gx / "expectations" / "orders.json").read_text() == first
-    (gx / "expectations" / "orders.json").write_text(first.replace('"min_value": 0.0', '"min_value": 1.0', 1))
+    edited = first.replace("Starter suite generated", "Reviewed suite, first generated", 1)
+    assert edited != first
+    (gx / "expectations" / "orders.json").write_text(edited)
     with pytest.raises(ValueError, match="already exists"):
         init_suite("orders", str(data["orders"]), **kwargs)
     again = init_suite("orders", str(data["orders"]), force=True, **kwargs)
@@ -298,6 +301,69 @@ def test_init_types_match_what_the_gate_sees_after_the_lakehouse(tmp_path: Path)
     round_trip = table_to_dataframe(client.scan("events", ref=MAIN))
     result = run_checkpoint(round_trip, "events", gx_dir=gx)
     assert result.success, [(e.expectation_type, e.column, e.observed_value) for e in result.failed]
+
+
+def test_init_bounds_extreme_floats_or_says_why_not(tmp_path: Path):
+    """inf, -inf, values near the float limits and subnormal spans: init succeeds, every bound is finite
+    and holds what was profiled, and a column it cannot bound gets no range rule and a note saying why."""
+    inf, n = float("inf"), 40
+    ramp = np.linspace(0.0, 1.0, n)
+    columns = {
+        "with_inf": [*ramp[:-1], inf],
+        "with_neg_inf": [-inf, *ramp[1:]],
+        "only_inf": [inf, -inf] * (n // 2),
+        "huge": [-1e308, 1e308] * (n // 2),
+        "near_max": [1e308, 1.7e308] * (n // 2),
+        "subnormal": [0.0, 5e-324] * (n // 2),
+        "tiny_span": [1e-310, 3e-310] * (n // 2),
+        "negative_subnormal": [-5e-324, 0.0] * (n // 2),
+        "normal": list(ramp * 80),
+    }
+    source = tmp_path / "extremes.parquet"
+    pq.write_table(pa.table({k: pa.array(v, pa.float64()) for k, v in columns.items()}), source)
+    gx = copy_gx(tmp_path / "gx")
+    init_suite("extremes", str(source), gx_root=gx, datasets_path=gx / "datasets.yml")
+    raw = (gx / "expectations" / "extremes.json").read_text()
+    assert "Infinity" not in raw and "NaN" not in raw  # nothing JSON cannot hold
+    suite = json.loads(raw)
+    ranges = {
+        e["kwargs"]["column"]: (e["kwargs"]["min_value"], e["kwargs"]["max_value"])
+        for e in suite["expectations"]
+        if e["type"] == "expect_column_values_to_be_between"
+    }
+    assert set(ranges) == {"huge", "near_max", "subnormal", "tiny_span", "negative_subnormal", "normal"}
+    for name, (low, high) in ranges.items():
+        finite = [v for v in columns[name] if np.isfinite(v)]
+        assert np.isfinite(low) and np.isfinite(high) and low <= min(finite) and max(finite) <= high, name
+    assert ranges["normal"] == (0, 120)  # ordinary data: the bounds init always wrote
+    assert ranges["subnormal"][0] == 0 and 5e-324 <= ranges["subnormal"][1] < 1e-300  # not "0 .. 1"
+    assert ranges["negative_subnormal"][0] < 0 < ranges["negative_subnormal"][1] < 1e-300
+    notes = suite["meta"]["notes"]["content"][0]
+    for name in ("with_inf", "with_neg_inf", "only_inf"):
+        assert f"{name} (it held infinite values" in notes, notes
+    # The starter suite passes the data it was profiled on.
+    result = _audit(source, "extremes", gx)
+    assert result.success, [(e.expectation_type, e.column, e.observed_value) for e in result.failed]
+
+
+def test_init_refuses_types_the_lakehouse_cannot_store(tmp_path: Path):
+    """A duration column cannot be stored in an Iceberg table: a one-line exit 2 naming it, nothing written."""
+    source = tmp_path / "waits.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3], "wait": pa.array([5, 6, 7], pa.duration("s"))}), source)
+    gx = copy_gx(tmp_path / "gx")
+    before = {p: p.read_bytes() for p in gx.rglob("*") if p.is_file()}
+    result = run_cli("suite", "init", "waits", "--source", str(source), env=gx_env(gx))
+    assert_one_line_error(result, (2,), "wait", "duration")
+    assert {p: p.read_bytes() for p in gx.rglob("*") if p.is_file() and "uncommitted" not in p.parts} == before
+    # A timestamp with a named zone is stored (as UTC, like every zoned timestamp): the gate sees Timestamp.
+    zoned = tmp_path / "zoned.parquet"
+    stamps = pa.array([1_700_000_000_000_000 + i for i in range(30)], pa.timestamp("us", tz="Europe/Berlin"))
+    pq.write_table(pa.table({"seen_at": stamps}), zoned)
+    init_suite("zoned", str(zoned), gx_root=gx, datasets_path=gx / "datasets.yml")
+    suite = json.loads((gx / "expectations" / "zoned.json").read_text())
+    assert {"type": "expect_column_values_to_be_of_type", "column": "seen_at", "type_": "Timestamp"} in [
+        {"type": e["type"], **e["kwargs"]} for e in suite["expectations"]
+    ]
 
 
 def test_profile_streams_and_bounds_have_margins(tmp_path: Path):
