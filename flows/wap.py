@@ -224,12 +224,13 @@ def publish_to_main(
 
 def check_branch_unchanged(client, branch: str, audited: str) -> None:
     """Raise BranchChangedError, naming what changed, unless `branch` still points at the audited commit."""
-    if not client.has_branch(branch):
+    try:
+        head = client.get_branch(branch).hash
+    except BranchNotFoundError:
         raise BranchChangedError(
             f"branch {branch} was deleted after its commit {audited[:12]} was audited (by `wap gc` or another"
             " user): nothing was published"
-        )
-    head = client.get_branch(branch).hash
+        ) from None
     if head == audited:
         return
     try:

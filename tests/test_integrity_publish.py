@@ -95,15 +95,20 @@ def _run_paused(step: str, sources, lake: Path, env, *extra: str) -> PausedRun:
     return PausedRun(step, args, env)
 
 
+def _gc_once_the_heartbeat_is_stale(lake: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    time.sleep(1.5)  # the frozen run's heartbeat is now older than its ttl (WAP_LEASE_TTL=1)
+    gc = run_wap("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env=env)
+    assert gc.returncode == 0 and BRANCH in gc.stdout and "deleted" in gc.stdout, gc.stdout + gc.stderr
+    return gc
+
+
 def test_a_recreated_branch_is_not_published_by_the_run_that_audited_the_old_one(prefect_api, tmp_path, sources):
     lake = tmp_path / "lake"
     env = gate_env(prefect_api, WAP_LEASE_TTL="1")
     first = _run_paused("publish", sources, lake, env)
     try:
         before = _main_state(lake)
-        time.sleep(1.5)  # the frozen run's heartbeat is now older than its ttl
-        gc = run_wap("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env=env)
-        assert gc.returncode == 0 and "deleted" in gc.stdout, gc.stdout + gc.stderr
+        _gc_once_the_heartbeat_is_stale(lake, env)
         second = run_wap(
             "run", "titanic", "--source", sources["bad"], "--branch", BRANCH, "--keep-failed-branch",
             "--lakehouse", str(lake), env=env,
@@ -141,9 +146,7 @@ def test_a_branch_deleted_before_the_audit_ends_not_published_without_a_false_ro
     first = _run_paused("audit", sources, lake, env)
     try:
         before = _main_state(lake)
-        time.sleep(1.5)
-        gc = run_wap("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env=env)
-        assert gc.returncode == 0 and BRANCH in gc.stdout, gc.stdout + gc.stderr
+        _gc_once_the_heartbeat_is_stale(lake, env)
         result = first.resume()
     finally:
         first.kill()

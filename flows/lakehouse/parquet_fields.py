@@ -92,14 +92,22 @@ def physical_field(table_field: pa.Field, file_field: pa.Field | None, missing: 
     matched = match_fields(table_children, file_children)
     if matched is None:  # children without ids (never from pyiceberg): keep the table's names
         return table_field.with_name(name)
-    taken = {f.name for f in file_children}
-    renamed = []
-    for child, found in zip(table_children, matched, strict=True):
-        field = physical_field(child, found, missing)
-        if found is None and field.name in taken:
-            raise ValueError(f"a Parquet field is named like the placeholder {field.name!r}")
-        renamed.append(field)
+    renamed = _physical_fields(table_children, file_children, matched, missing, "field")
     return table_field.with_name(name).with_type(_with_children(table_field.type, renamed))
+
+
+def _physical_fields(
+    table_fields: list[pa.Field], file_fields: list[pa.Field], matched: list, missing: str, kind: str
+) -> list[pa.Field]:
+    """``physical_field`` for each matched pair; a placeholder must not collide with a name the file has."""
+    taken = {f.name for f in file_fields}
+    fields = []
+    for table_field, found in zip(table_fields, matched, strict=True):
+        field = physical_field(table_field, found, missing)
+        if found is None and field.name in taken:
+            raise ValueError(f"a Parquet {kind} is named like the placeholder {field.name!r}")
+        fields.append(field)
+    return fields
 
 
 def physical_schema(table_schema: pa.Schema, file_schema: pa.Schema, missing: str = "__wap_missing_") -> pa.Schema:
@@ -112,11 +120,5 @@ def physical_schema(table_schema: pa.Schema, file_schema: pa.Schema, missing: st
     matched = match_fields(list(table_schema), list(file_schema))
     if matched is None:
         raise ValueError("the table schema has fields without a unique field id")
-    taken = set(file_schema.names)
-    fields = []
-    for table_field, found in zip(table_schema, matched, strict=True):
-        field = physical_field(table_field, found, missing)
-        if found is None and field.name in taken:
-            raise ValueError(f"a Parquet column is named like the placeholder {field.name!r}")
-        fields.append(field)
+    fields = _physical_fields(list(table_schema), list(file_schema), matched, missing, "column")
     return pa.schema(fields, metadata=table_schema.metadata)
