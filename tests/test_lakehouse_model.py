@@ -90,9 +90,6 @@ from flows.lakehouse import (
 EXAMPLES = int(os.environ.get("WAP_MODEL_EXAMPLES", "12"))
 STEPS = int(os.environ.get("WAP_MODEL_STEPS", "20"))
 CRASH_PERCENT = int(os.environ.get("WAP_MODEL_CRASH_PERCENT", "20"))
-# Bugs this model found that are not fixed yet stay out of the random sequences (each has its own
-# regression test below), so that they do not hide everything else; WAP_MODEL_KNOWN_BUGS=1 lets them in.
-KNOWN_BUGS = os.environ.get("WAP_MODEL_KNOWN_BUGS") == "1"
 WORKER = Path(__file__).with_name("model_worker.py")
 
 # Two column sets with different names: an append of the other kind is refused by name, deterministically.
@@ -572,8 +569,6 @@ class LakehouseMachine(RuleBasedStateMachine):
     @counted
     def create_table(self, data):
         ref, branch, commit, is_head = self.draw_ref(data, past_share=0.15)
-        if is_head and "@" in ref and not KNOWN_BUGS:
-            ref = branch  # create_table on branch@<head> raises after it committed: test_create_table_on_head_ref
         key = data.draw(st.sampled_from(TABLE_KEYS), label="table")
         kind = data.draw(st.sampled_from(sorted(KINDS)), label="kind")
         source = self.draw_source(data, kind, self.draw_rows(data, kind, 1, 3))
@@ -968,7 +963,6 @@ def test_lakehouse_against_its_model(model_env):
 
 
 # ------------------------------------------------------------------------------ bugs the model found
-@pytest.mark.xfail(strict=True, reason="bug: create_table on branch@<head> commits, then reads the old commit")
 def test_create_table_on_head_ref(lakehouse, tmp_path):
     """A write on `branch@<its head>` is allowed (the ref is the head), and create_table committed the
     table; but it then reads the table back at the ref it was given, now a past commit without the

@@ -384,7 +384,8 @@ class LocalClient:
         catalog.commit_properties = {"wap.operation": "create_table", "wap.source": search_uri}
         with self._writing(catalog, f"create table {ns}.{name}"):
             catalog.create_table((ns, name), schema)
-        return self.get_table(name, branch, namespace=ns)
+        # The commit just made, not `branch` as given: `dev@<old head>` now names the commit before it.
+        return self.get_table(name, f"{catalog.ref.branch}@{catalog.base_hash}", namespace=ns)
 
     def import_data(self, table: str, search_uri: str, *, branch: str, namespace: str | None = None) -> ImportState:
         """Append the source's rows to the table on `branch` as one commit, streamed in chunks."""
@@ -412,7 +413,7 @@ class LocalClient:
                 raise SourceError(f"source {search_uri} does not fit table {ns}.{name}: {exc}") from exc
             except CommitFailedException as exc:
                 raise ConcurrentUpdateError(f"table {ns}.{name} on {branch} changed during the import: {exc}") from exc
-        return ImportState(job_status="SUCCESS", rows=rows, table=_key(ns, name), branch=branch)
+        return ImportState(job_status="SUCCESS", rows=rows, table=_key(ns, name), branch=catalog.ref.branch)
 
     def scan(
         self,
