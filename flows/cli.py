@@ -359,6 +359,9 @@ def _mount_subcommands() -> None:
     from .suite_cli import suite_app
 
     app.add_typer(suite_app, name="suite", help="Author expectation suites: list, show, check, init, diff.")
+    from .doctor_cli import doctor_app
+
+    app.add_typer(doctor_app, name="doctor", help="Check the lakehouse's catalog and files; --repair rebuilds refs.")
 
 
 _mount_subcommands()
