@@ -47,6 +47,7 @@ from pyiceberg.table.sorting import UNSORTED_SORT_ORDER, SortOrder
 from pyiceberg.typedef import EMPTY_DICT, Identifier, Properties
 from pyparsing import ParseException
 
+from . import pyiceberg_fixes  # noqa: F401  (installs the nested-null fix before any write)
 from .errors import (
     CatalogUnusableError,
     ConcurrentUpdateError,
