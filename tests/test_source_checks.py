@@ -358,3 +358,42 @@ def test_validate_bad_sources_exit_2_with_one_line(tmp_path: Path, isolated_gx: 
     result = run_cli("validate", "titanic", "--source", _symlink_loop(tmp_path), timeout=60)
     assert_one_line(result, 2, "symlink loop at")
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize(
+    ("column", "needles"),
+    [
+        (
+            pa.array([0, 1_000_000_001], pa.timestamp("ns")),
+            ["'late'", "timestamp[ns]", "round the column to microseconds"],
+        ),
+        (pa.array([0, 1_001], pa.time64("ns")), ["'late'", "time64[ns]", "round the column to microseconds"]),
+        (pa.array([1, 2**63 + 5], pa.uint64()), ["'late'", "uint64", "9223372036854775813", "decimal(20, 0)"]),
+    ],
+    ids=["timestamp_ns", "time_ns", "uint64_over_long"],
+)
+def test_a_value_the_table_type_would_change_is_refused_naming_the_column(
+    tmp_path: Path, column: pa.Array, needles: list[str]
+) -> None:
+    """Found only while reading (a footer does not show sub-microsecond digits): the import stops with
+    the column, the value and what to do; nothing is committed and no data file is left behind."""
+    # Many rows before the bad one, over several row groups: the failure comes mid-import.
+    n = 50_000
+    ok = pa.array([column[0].as_py()] * n, column.type)
+    source = tmp_path / "s.parquet"
+    pq.write_table(
+        pa.table({"id": pa.array(range(n + len(column))), "late": pa.concat_arrays([ok, column])}),
+        source,
+        row_group_size=10_000,
+    )
+    client = connect("local", tmp_path / "lake")
+    client.create_table("t", str(source), branch=MAIN)
+    before = client.get_branch(MAIN).hash
+    with pytest.raises(SourceError) as raised:
+        client.import_data("t", str(source), branch=MAIN)
+    message = str(raised.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+    assert client.get_branch(MAIN).hash == before
+    assert [p for p in (tmp_path / "lake" / "warehouse").rglob("data/*") if p.is_file()] == []

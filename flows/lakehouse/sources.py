@@ -93,7 +93,28 @@ def _conform(batch: pa.RecordBatch, target: pa.Schema, uri: str, path: str) -> p
                 f" expected {', '.join(target.names)}"
             )
         batch = batch.select(target.names)
-    return batch.cast(target)
+    try:
+        return batch.cast(target)  # pyarrow's safe cast: a value that would change raises instead
+    except pa.ArrowInvalid:
+        for field, column in zip(target, batch.columns, strict=True):
+            try:
+                column.cast(field.type)
+            except pa.ArrowInvalid as exc:
+                raise SourceError(
+                    f"source {uri}: column {field.name!r} ({column.type}) holds a value that {field.type} would"
+                    f" change: {_one_line(exc)}{_lossy_advice(column.type)}"
+                ) from exc
+        raise
+
+
+def _lossy_advice(t: pa.DataType) -> str:
+    """What to do when a value does not fit the type the table stores (found only while reading: a
+    Parquet footer cannot say whether a timestamp[ns] column holds a sub-microsecond value)."""
+    if (pa.types.is_timestamp(t) or pa.types.is_time(t)) and t.unit == "ns":
+        return "; Iceberg stores microseconds: round the column to microseconds first"
+    if t == pa.uint64():
+        return "; Iceberg's largest integer is a signed 64-bit long: store it as decimal(20, 0) or text"
+    return ""
 
 
 def _one_line(exc: BaseException) -> str:
