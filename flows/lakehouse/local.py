@@ -6,7 +6,7 @@ Layout of a lakehouse directory:
     warehouse/<namespace>/<table>-<id>/{data,metadata}/   Iceberg tables written by pyiceberg
 
     journal/                        one immutable JSON file per committed commit or branch change
-    writers.lock                    shared-locked by writers, exclusively by `doctor.reclaim_files`
+    writers.lock                    shared-locked by writers, exclusively by `doctor` (rebuild, gc's reclaim)
 
 Branching copies no file: a branch is a pointer to a commit, a commit maps each table to an immutable
 Iceberg metadata file. Writing on a branch writes new data and metadata files and moves only that
@@ -61,7 +61,7 @@ from .errors import (
 )
 from .models import Branch, Commit, ImportState, TableField, TableInfo
 from .names import MAIN, resolve_table_name, validate_branch
-from .refs import JOURNAL_DIR, RECOVER_HINT, RefStore, ResolvedRef, storage_error
+from .refs import JOURNAL_DIR, RECOVER_HINT, WRITERS_LOCK, RefStore, ResolvedRef, storage_error
 from .sources import Source, open_source
 
 # Rows buffered before pyiceberg writes them as a data file: bounds import memory.
@@ -70,7 +70,6 @@ IMPORT_CHUNK_BYTES = 128 << 20
 
 
 CATALOG_FILE = "catalog.db"
-WRITERS_LOCK = "writers.lock"
 ROOT_PROPERTY = "wap.root"
 RECORDED_ROOTS_PROPERTY = "wap.recorded-roots"
 

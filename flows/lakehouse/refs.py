@@ -16,6 +16,7 @@ JSON file under `journal/`: `doctor.rebuild_catalog` rebuilds the refs from it i
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -49,9 +50,12 @@ Tree = dict[str, str]  # "namespace.table" -> metadata location, relative to the
 log = logging.getLogger(__name__)
 
 JOURNAL_DIR = "journal"
+# Shared by every write (table files, catalog transaction, journal entry); exclusive for doctor's rebuild and
+# gc's file reclaim, which must know that no write is in flight.
+WRITERS_LOCK = "writers.lock"
 RECOVER_HINT = "run `wap doctor` to see what is wrong and `wap doctor --rebuild` to recover the refs from the journal"
 
-_SCHEMA = """
+CATALOG_SCHEMA = """
 CREATE TABLE IF NOT EXISTS commits (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     hash TEXT NOT NULL UNIQUE,
@@ -131,7 +135,7 @@ class RefStore:
             try:
                 con.execute("PRAGMA synchronous=FULL")
                 con.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA.split(";"):
+                for statement in CATALOG_SCHEMA.split(";"):
                     if statement.strip():
                         con.execute(statement)
                 journal: list[tuple[int, str, str]] = []
@@ -226,6 +230,26 @@ class RefStore:
                 time.sleep(0.005)
 
     @contextmanager
+    def _writer(self) -> Iterator[None]:
+        """Hold writers.lock shared from before a catalog transaction until its journal entry is written.
+
+        `doctor.rebuild_catalog` and `doctor.reclaim_files` take it exclusively, so they never see a
+        committed state whose journal entry is still to come, nor replace the catalog under a transaction.
+        """
+        if self.read_only:
+            raise StorageError(f"lakehouse is read-only: cannot write {self.path}")
+        lock = self.root / WRITERS_LOCK
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise storage_error(exc, lock, "write the lakehouse catalog") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    @contextmanager
     def _write(self, con: sqlite3.Connection) -> Iterator[None]:
         if self.read_only:
             raise StorageError(f"lakehouse is read-only: cannot write {self.path}")
@@ -312,24 +336,26 @@ class RefStore:
 
     # --------------------------------------------------------------- writes
     def create_branch(self, branch: str, from_commit: str) -> Branch:
-        with self._connect() as con, self._write(con):
-            try:
-                con.execute("INSERT INTO refs VALUES (?, ?, ?)", (branch, from_commit, time.time()))
-            except sqlite3.IntegrityError as exc:
-                raise BranchExistsError(branch) from exc
-            seq = self._max_seq(con)
-        self._journal_event(seq, "branch", branch, from_commit)
+        with self._writer():
+            with self._connect() as con, self._write(con):
+                try:
+                    con.execute("INSERT INTO refs VALUES (?, ?, ?)", (branch, from_commit, time.time()))
+                except sqlite3.IntegrityError as exc:
+                    raise BranchExistsError(branch) from exc
+                seq = self._max_seq(con)
+            self._journal_event(seq, "branch", branch, from_commit)
         return Branch(branch, from_commit)
 
     def delete_branch(self, branch: str) -> None:
         if branch == MAIN:
             raise InvalidNameError("refusing to delete branch main")
-        with self._connect() as con, self._write(con):
-            row = con.execute("SELECT hash FROM refs WHERE name = ?", (branch,)).fetchone()
-            if row is None or con.execute("DELETE FROM refs WHERE name = ?", (branch,)).rowcount == 0:
-                raise BranchNotFoundError(branch)
-            seq = self._max_seq(con)
-        self._journal_event(seq, "delete", branch, row[0])
+        with self._writer():
+            with self._connect() as con, self._write(con):
+                row = con.execute("SELECT hash FROM refs WHERE name = ?", (branch,)).fetchone()
+                if row is None or con.execute("DELETE FROM refs WHERE name = ?", (branch,)).rowcount == 0:
+                    raise BranchNotFoundError(branch)
+                seq = self._max_seq(con)
+            self._journal_event(seq, "delete", branch, row[0])
 
     def commit(
         self,
@@ -348,24 +374,25 @@ class RefStore:
         `base_hash`; otherwise ConcurrentUpdateError, and nothing is written.
         """
         journal: list[tuple[int, str, str]] = []
-        with self._connect() as con, self._write(con):
-            head = self._head(con, branch)
-            tree = self._tree(con, head)
-            if head != base_hash:
-                base_tree = self._tree(con, base_hash)
-                moved = sorted(k for k in changes if tree.get(k) != base_tree.get(k))
-                if moved:
-                    raise ConcurrentUpdateError(
-                        f"branch {branch} moved while writing; changed concurrently: {', '.join(moved)}"
-                    )
-            for key, location in changes.items():
-                if location is None:
-                    tree.pop(key, None)
-                else:
-                    tree[key] = location
-            new = self._insert_commit(con, head, None, message, author, properties or {}, tree, journal)
-            self._move(con, branch, head, new)
-        self._journal_write(journal, branch, "commit")
+        with self._writer():
+            with self._connect() as con, self._write(con):
+                head = self._head(con, branch)
+                tree = self._tree(con, head)
+                if head != base_hash:
+                    base_tree = self._tree(con, base_hash)
+                    moved = sorted(k for k in changes if tree.get(k) != base_tree.get(k))
+                    if moved:
+                        raise ConcurrentUpdateError(
+                            f"branch {branch} moved while writing; changed concurrently: {', '.join(moved)}"
+                        )
+                for key, location in changes.items():
+                    if location is None:
+                        tree.pop(key, None)
+                    else:
+                        tree[key] = location
+                new = self._insert_commit(con, head, None, message, author, properties or {}, tree, journal)
+                self._move(con, branch, head, new)
+            self._journal_write(journal, branch, "commit")
         return new
 
     def merge(
@@ -380,33 +407,34 @@ class RefStore:
         """Merge `source_ref` into `into_branch` in one transaction; return the new head."""
         source = self.resolve(source_ref)
         journal: list[tuple[int, str, str]] = []
-        with self._connect() as con, self._write(con):
-            target = self._head(con, into_branch)
-            if self._is_ancestor(con, source.hash, target):
-                return target  # nothing to merge
-            source_tree = self._tree(con, source.hash)
-            if self._is_ancestor(con, target, source.hash):
-                # Fast-forward: the target has not moved since the branch point, so it takes the
-                # source's tables as they are. One commit still records the message and properties.
-                tree = source_tree
-            else:
-                base = self._merge_base(con, source.hash, target)
-                base_tree = self._tree(con, base) if base else {}
-                tree = self._tree(con, target)
-                keys = set(base_tree) | set(source_tree) | set(tree)
-                ours = {k for k in keys if tree.get(k) != base_tree.get(k)}
-                theirs = {k for k in keys if source_tree.get(k) != base_tree.get(k)}
-                conflicts = sorted(k for k in ours & theirs if tree.get(k) != source_tree.get(k))
-                if conflicts:
-                    raise MergeConflictError(source_ref, into_branch, conflicts)
-                for key in theirs:
-                    if source_tree.get(key) is None:
-                        tree.pop(key, None)
-                    else:
-                        tree[key] = source_tree[key]
-            new = self._insert_commit(con, target, source.hash, message, author, properties or {}, tree, journal)
-            self._move(con, into_branch, target, new)
-        self._journal_write(journal, into_branch, "merge")
+        with self._writer():
+            with self._connect() as con, self._write(con):
+                target = self._head(con, into_branch)
+                if self._is_ancestor(con, source.hash, target):
+                    return target  # nothing to merge
+                source_tree = self._tree(con, source.hash)
+                if self._is_ancestor(con, target, source.hash):
+                    # Fast-forward: the target has not moved since the branch point, so it takes the
+                    # source's tables as they are. One commit still records the message and properties.
+                    tree = source_tree
+                else:
+                    base = self._merge_base(con, source.hash, target)
+                    base_tree = self._tree(con, base) if base else {}
+                    tree = self._tree(con, target)
+                    keys = set(base_tree) | set(source_tree) | set(tree)
+                    ours = {k for k in keys if tree.get(k) != base_tree.get(k)}
+                    theirs = {k for k in keys if source_tree.get(k) != base_tree.get(k)}
+                    conflicts = sorted(k for k in ours & theirs if tree.get(k) != source_tree.get(k))
+                    if conflicts:
+                        raise MergeConflictError(source_ref, into_branch, conflicts)
+                    for key in theirs:
+                        if source_tree.get(key) is None:
+                            tree.pop(key, None)
+                        else:
+                            tree[key] = source_tree[key]
+                new = self._insert_commit(con, target, source.hash, message, author, properties or {}, tree, journal)
+                self._move(con, into_branch, target, new)
+            self._journal_write(journal, into_branch, "merge")
         return new
 
     # -------------------------------------------------------------- journal
