@@ -41,8 +41,35 @@ Ref = Annotated[str, typer.Option("--ref", help="Branch, or branch@commit for a 
 
 
 def fail(message: str, code: int) -> NoReturn:
+    if isinstance(sys.stderr, LineTrackingStream) and not sys.stderr.at_line_start:
+        sys.stderr.write("\n")  # e.g. Prefect's "--- Error logging to API ---" ends without one
     err.print(message, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+class LineTrackingStream:
+    """A text stream (sys.stderr) that remembers whether what was last written to it ended a line.
+
+    Prefect's API log worker writes its own failure to ``sys.stderr`` without a newline; our one-line error
+    must start a line of its own, not be glued to "All connection attempts failed".
+    """
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.at_line_start = True
+
+    def write(self, text: str) -> int:
+        if text:
+            self.at_line_start = text.endswith("\n")
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _track_stderr() -> None:
+    if not isinstance(sys.stderr, LineTrackingStream):
+        sys.stderr = LineTrackingStream(sys.stderr)
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -77,8 +104,12 @@ def one_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def cli_errors() -> Iterator[None]:
-    """Expected failures become one line on stderr and a documented exit code, never a traceback."""
+def cli_errors(*, gate: bool = False) -> Iterator[None]:
+    """Expected failures become one line on stderr and a documented exit code, never a traceback.
+
+    Only the commands that publish (`run`, `demo`: ``gate=True``) say "not published" for exit 3; a command
+    that publishes nothing (`query`, `tables`, `gc`, ...) says "error" for the same causes.
+    """
     try:
         yield
     except typer.Exit:
@@ -87,8 +118,11 @@ def cli_errors() -> Iterator[None]:
         code = exit_code_for(exc)
         if code == EXIT_INTERNAL and os.environ.get("WAP_DEBUG"):
             raise
-        prefix = {EXIT_BLOCKED: "blocked", EXIT_NOT_PUBLISHED: "not published", EXIT_INTERNAL: "internal error"}
+        prefix = {EXIT_BLOCKED: "blocked", EXIT_INTERNAL: "internal error"}
+        if gate:
+            prefix[EXIT_NOT_PUBLISHED] = "not published"
         _drain_prefect_services()
+        _silence_prefect_after_this()
         fail(f"{prefix.get(code, 'error')}: {one_line(exc)}", code)
 
 
@@ -100,6 +134,18 @@ def _drain_prefect_services() -> None:
 
     with suppress(Exception):  # best effort: never mask the real error
         QueueService.drain_all(timeout=10)
+
+
+def _silence_prefect_after_this() -> None:
+    """Our error line is the last line on stderr: Prefect's services may still complain at exit (about a
+    server that has gone, say) once it is printed, so its logging and its API log worker's own messages
+    (printed only while ``logging.raiseExceptions``) are switched off first."""
+    if "prefect" not in sys.modules:
+        return
+    import logging
+
+    logging.raiseExceptions = False
+    logging.disable(logging.CRITICAL)
 
 
 def _client(backend: str, lakehouse: str):
@@ -375,9 +421,13 @@ def run(
         fail("error: give a DATASET or --all (not both)", EXIT_BAD_INPUT)
     if all_datasets and (source or branch):
         fail("error: --source and --branch apply to one dataset, not --all", EXIT_BAD_INPUT)
-    with cli_errors():
+    _track_stderr()
+    with cli_errors(gate=True):
         _check_backend(backend)
         _preflight(dataset, branch)
+        from .wap import check_prefect_api
+
+        check_prefect_api()  # before any branch exists: an unreachable API costs seconds and writes nothing
         _quiet_prefect_tracebacks()
         if not all_datasets:
             outcome = _run_one(dataset, source, branch, backend, lakehouse, keep_failed_branch)
@@ -466,7 +516,11 @@ def demo(
     rows: Annotated[int, typer.Option(help="Rows of generated titanic-shaped data.")] = 891,
 ) -> None:
     """Offline demo: the gate publishes clean generated data, then blocks a corrupted copy."""
-    with cli_errors():
+    _track_stderr()
+    with cli_errors(gate=True):
+        from .wap import check_prefect_api
+
+        check_prefect_api()
         _quiet_prefect_tracebacks()
         from .demo import run_demo
 

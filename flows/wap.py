@@ -18,6 +18,7 @@ import contextlib
 import getpass
 import os
 import re
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -60,6 +61,10 @@ class AuditFailedError(Exception):
 
 class BranchChangedError(ConcurrentUpdateError):
     """Someone else deleted, recreated or wrote to the gate's branch while it ran: nothing was published."""
+
+
+class PrefectUnavailableError(BackendUnavailableError):
+    """The Prefect API named by PREFECT_API_URL does not answer: the gate does not run, or cannot finish."""
 
 
 @dataclass(frozen=True)
@@ -314,6 +319,10 @@ def wap(
     outcome = GateOutcome(
         spec.name, validate_gate_branch(branch or default_branch_name(spec.name)), source or spec.source
     )
+    flow_run = FlowRunContext.get()
+    # run_gate reads these if Prefect itself fails after the body returned (e.g. its server died).
+    _THIS_RUN.outcome = outcome
+    _THIS_RUN.flow_run_id = str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else None
     try:
         with hold_branch_lease(target.connect(), outcome.branch), transaction():
             written = write_to_branch(target, spec, outcome.source, outcome.branch, keep_failed_branch)
@@ -349,34 +358,125 @@ def run_gate(
     (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``). Heartbeats let a server notice a worker that died; here the
     run lives and dies with the caller's own process, and stopping the heartbeat thread adds up to 1 s
     to every run (it sleeps in 1 s steps). Deployments (``wap serve``) run the flow with heartbeats.
+    Prefect's client retries a failed request `GATE_CLIENT_MAX_RETRIES` times unless the user set
+    ``PREFECT_CLIENT_MAX_RETRIES``.
+
+    If the run fails and the configured Prefect API no longer answers, the failure is reported as
+    `PrefectUnavailableError` (exit 3) naming the API, not as whatever Prefect's client raised on the way
+    out; if the data had already been published, the outcome is returned with a warning on stderr.
     """
-    with _settings_without_heartbeats():
-        return wap(
-            dataset,
-            source=source,
-            branch=branch,
-            backend=backend,
-            lakehouse=lakehouse,
-            keep_failed_branch=keep_failed_branch,
-        )
+    _THIS_RUN.outcome = _THIS_RUN.flow_run_id = None
+    try:
+        with _gate_settings():
+            return wap(
+                dataset,
+                source=source,
+                branch=branch,
+                backend=backend,
+                lakehouse=lakehouse,
+                keep_failed_branch=keep_failed_branch,
+            )
+    except Exception as exc:
+        outcome = _THIS_RUN.outcome
+        if _is_gate_verdict(exc):
+            raise
+        api = configured_prefect_api()
+        reason = prefect_unreachable(api) if api else None
+        if reason is None:
+            raise
+        if outcome is not None and outcome.published:
+            # The data was audited and merged; only Prefect's record of the run is missing.
+            print(
+                f"warning: published, but the Prefect API at {api} became unreachable ({reason}): flow run"
+                f" {_THIS_RUN.flow_run_id} keeps the state Prefect last recorded",
+                file=sys.stderr,
+            )
+            return outcome
+        raise PrefectUnavailableError(_lost_prefect_message(api, reason, _THIS_RUN.flow_run_id)) from exc
 
 
-_QUIET_SETTINGS: list[tuple[object, object]] = []  # (settings, the same without heartbeats): the last pair
+_THIS_RUN = threading.local()  # the outcome and flow run id of the gate running in this thread (`--all`: several)
+
+
+def _is_gate_verdict(exc: BaseException) -> bool:
+    """The gate's own answer (blocked, bad input, lakehouse refused): reported as is, whatever Prefect's state."""
+    from .audit import AuditConfigError
+    from .datasets import DatasetError
+
+    return isinstance(exc, AuditFailedError | LakehouseError | DatasetError | AuditConfigError | ValueError)
+
+
+def _lost_prefect_message(api: str, reason: str, flow_run_id: str | None) -> str:
+    # The write task's rollback still ran (it needs the lakehouse, not Prefect): the branch is gone, or kept
+    # with --keep-failed-branch; the lease was released either way, so `wap gc` may collect a kept branch.
+    run = f"flow run {flow_run_id}" if flow_run_id else "the flow run"
+    return (
+        f"Prefect API at {api} became unreachable during the run ({reason}); main is unchanged; {run} stays"
+        f" Running in Prefect, which could not be told: `prefect flow-run delete {flow_run_id or '<id>'}` once"
+        " the server is back"
+    )
+
+
+def configured_prefect_api() -> str | None:
+    """The Prefect API the gate will report to (PREFECT_API_URL, from the environment or the profile), or
+    None when Prefect would start a temporary server of its own."""
+    from prefect.settings import PREFECT_API_URL
+
+    return (PREFECT_API_URL.value() or "").rstrip("/") or None
+
+
+def prefect_unreachable(api: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> str | None:
+    """Why the Prefect API at `api` cannot be reached (one line), or None if it answers at all.
+
+    Any HTTP answer counts as reachable (even 401 or 404: the Prefect client then reports the real problem);
+    only transport failures (refused, unresolvable, timed out, reset) count as unreachable. The certificate
+    is not checked: this only asks whether something listens, and sends no credentials.
+    """
+    import httpx
+
+    try:
+        httpx.get(f"{api}/health", timeout=httpx.Timeout(read_timeout, connect=connect_timeout), verify=False)
+    except httpx.TransportError as exc:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
+def check_prefect_api() -> None:
+    """Before any branch exists: refuse to start a gate whose Prefect API does not answer (exit 3, seconds)."""
+    api = configured_prefect_api()
+    if api and (reason := prefect_unreachable(api)):
+        raise PrefectUnavailableError(f"Prefect API at {api} is unreachable: {reason}")
+
+
+# Retries of Prefect's API client for gate runs, unless the user set PREFECT_CLIENT_MAX_RETRIES: each retry
+# of a request waits twice as long as the last (2, 4, 8 ... s), so Prefect's default of 5 spends ~62 s per
+# request on a server that has gone, and a gate makes several requests after its last step: minutes before it
+# could say so. 2 retries ride out a blip of ~6 s.
+GATE_CLIENT_MAX_RETRIES = 2
+
+
+_QUIET_SETTINGS: list[tuple[object, object]] = []  # (settings, the same as gate settings): the last pair
 _QUIET_LOCK = threading.Lock()  # `wap run --all` starts gates from several threads
 
 
-def _settings_without_heartbeats() -> contextlib.AbstractContextManager:
-    """``temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})``, with the copied settings
-    kept for the next run (copying Prefect's settings takes ~40 ms, a tenth of a small gate run)."""
+def _gate_settings() -> contextlib.AbstractContextManager:
+    """Prefect's settings for a gate run: no flow-run heartbeats and `GATE_CLIENT_MAX_RETRIES`, each unless
+    the user set it. ``temporary_settings(updates=...)``, with the copied settings kept for the next run
+    (copying Prefect's settings takes ~40 ms, a tenth of a small gate run)."""
     from prefect.context import SettingsContext, get_settings_context
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 
     context = get_settings_context()
-    if "heartbeat_frequency" in context.settings.flows.model_fields_set:  # the user's choice stands
+    updates: dict = {}
+    if "heartbeat_frequency" not in context.settings.flows.model_fields_set:
+        updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+    if "max_retries" not in context.settings.client.model_fields_set:
+        updates[PREFECT_CLIENT_MAX_RETRIES] = GATE_CLIENT_MAX_RETRIES
+    if not updates:  # the user's choices stand
         return contextlib.nullcontext()
     with _QUIET_LOCK:
         if not _QUIET_SETTINGS or _QUIET_SETTINGS[0][0] is not context.settings:
-            quiet = context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+            quiet = context.settings.copy_with_update(updates=updates)
             _QUIET_SETTINGS[:] = [(context.settings, quiet)]
         quiet = _QUIET_SETTINGS[0][1]
     return SettingsContext(profile=context.profile, settings=quiet)
