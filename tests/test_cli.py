@@ -230,3 +230,19 @@ def test_run_refuses_to_write_to_main_directly(files, env, tmp_path):
     )
     assert_clean_failure(result, 2, "cannot write to main directly")
     assert not (tmp_path / "lake").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["query", "select 1"], ["tables"], ["branches"], ["log"], ["gc", "--dry-run"], ["query", "select 1", "--json"]],
+)
+def test_commands_that_publish_nothing_do_not_say_not_published(args, tmp_path):
+    """Exit 3 (storage or catalog problem) from an inspection command: "error:", never "not published:"."""
+    lake = tmp_path / "lake"
+    connect("local", lake)
+    (lake / "catalog.db").write_bytes(b"")  # an emptied catalog: refused with exit 3 by every command
+    result = run_cli(*args, "--lakehouse", str(lake))
+    assert_clean_failure(result, 3, "catalog", "is empty")
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: "), message
+    assert result.stdout == "", result.stdout
