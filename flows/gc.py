@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .lakehouse import MAIN, Branch, InvalidNameError, LakehouseError
+from .lakehouse import MAIN, Branch, BranchNotFoundError, InvalidNameError
 from .lakehouse.leases import read_lease, release_stale_lease
 
 if TYPE_CHECKING:
@@ -147,8 +147,10 @@ def collect_stale_branches(
             try:
                 client.delete_branch(branch.name)
                 deleted = True
-            except LakehouseError:  # deleted meanwhile by its own run's rollback: nothing left to do
-                deleted = not client.has_branch(branch.name)
+            except BranchNotFoundError:  # deleted meanwhile by its own run's rollback: nothing left to do
+                deleted = False
+            # Any other failure (read-only or full storage, a busy catalog) ends gc with its error: a branch
+            # that could not be deleted must not be reported as gone.
             if lease is not None:
                 release_stale_lease(client, lease)
         found.append(StaleBranch(branch.name, age, deleted))

@@ -41,7 +41,15 @@ from typing import Literal
 
 from .errors import BackendUnavailableError, CatalogUnusableError, StorageError
 from .names import MAIN
-from .refs import CATALOG_SCHEMA, JOURNAL_DIR, WRITERS_LOCK, commit_hash_of, storage_error
+from .refs import (
+    CATALOG_SCHEMA,
+    JOURNAL_DIR,
+    WRITERS_LOCK,
+    commit_hash_of,
+    on_read_only_fs,
+    readonly_uri,
+    storage_error,
+)
 
 CATALOG_FILE = "catalog.db"
 DAMAGED_PREFIX = f"{CATALOG_FILE}.damaged-"
@@ -223,6 +231,8 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     Not `mode=ro` by default: that leaves an empty -wal and a -shm behind, which a normal connection removes
     when it closes (after checkpointing a WAL, which only moves committed pages into the file).
     """
+    if on_read_only_fs(path.parent):
+        return sqlite3.connect(readonly_uri(path), uri=True, timeout=30)
     try:
         con = sqlite3.connect(path, timeout=30)
         con.execute("PRAGMA query_only=1")
@@ -602,6 +612,11 @@ def rebuild_catalog(path: str | os.PathLike[str]) -> RebuildReport:
     catalog_path = root / CATALOG_FILE
     if not root.is_dir():
         raise CatalogUnusableError(f"no lakehouse at {root}: the directory does not exist")
+    # Before anything is written: a rebuild that cannot put its catalog in place must not start.
+    if on_read_only_fs(root) or not os.access(root, os.W_OK):
+        raise StorageError(f"lakehouse is read-only: cannot rebuild the catalog in {root}")
+    if catalog_path.exists() and not os.access(catalog_path, os.W_OK):
+        raise StorageError(f"lakehouse is read-only: cannot replace the catalog {catalog_path}")
     with writers_excluded(root, wait_s=0, doing="rebuild the lakehouse catalog") as excluded:
         if not excluded:
             raise BackendUnavailableError(

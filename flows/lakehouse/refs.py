@@ -113,6 +113,7 @@ class RefStore:
         self._busy_timeout_s = busy_timeout_s
         self.read_only = False
         _check_header(path)
+        self._uri = readonly_uri(path) if on_read_only_fs(self.root) else None
         with self._connect() as con:
             self._check_schema(con, check_tree=check_tree)
             _check_size(con, path)
@@ -201,7 +202,10 @@ class RefStore:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            con = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+            if self._uri is None:
+                con = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None)
+            else:
+                con = sqlite3.connect(self._uri, uri=True, timeout=self._busy_timeout_s, isolation_level=None)
         except sqlite3.Error as exc:
             raise _failure(exc, self.path) from exc
         try:
@@ -576,6 +580,25 @@ class RefStore:
 
 def commit_hash_of(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+def on_read_only_fs(directory: Path) -> bool:
+    """Whether `directory` is on a file system mounted read-only (a read-only bind mount, a backup medium)."""
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def readonly_uri(path: Path) -> str:
+    """How SQLite can read a catalog on a read-only file system.
+
+    A WAL-mode database needs its -shm file, which cannot be created there: with the -wal and -shm a
+    writer left behind, `mode=ro` reads them; without them nothing can have changed the file since its
+    last writer closed it (nobody can write this mount), which is what `immutable=1` tells SQLite.
+    """
+    sides = all(path.with_name(path.name + s).exists() for s in ("-wal", "-shm"))
+    return path.as_uri() + ("?mode=ro" if sides else "?immutable=1")
 
 
 def _check_header(path: Path) -> None:
