@@ -37,7 +37,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .errors import BackendUnavailableError, CatalogUnusableError, StorageError
 from .names import MAIN
@@ -50,6 +50,11 @@ from .refs import (
     readonly_uri,
     storage_error,
 )
+
+if TYPE_CHECKING:
+    from pyiceberg.table.metadata import TableMetadata
+
+    from .local import RelocatingFileIO
 
 CATALOG_FILE = "catalog.db"
 DAMAGED_PREFIX = f"{CATALOG_FILE}.damaged-"
@@ -304,16 +309,19 @@ def _locate(root: Path, location: str) -> Path:
     return path if path.is_absolute() else root / path
 
 
+_Loaded = tuple["TableMetadata", "RelocatingFileIO", str] | tuple[None, None, str]
+
+
 class _Files:
     """What the Iceberg files of a lakehouse reference, read once each (many commits share them)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._metadata: dict[str, tuple[object | None, object | None, str]] = {}
+        self._metadata: dict[str, _Loaded] = {}
         self._complete: dict[str, str] = {}
 
-    def load(self, location: str) -> tuple[object | None, object | None, str]:
-        """(metadata, io, problem) of a tree location; problem is "" when it reads."""
+    def load(self, location: str) -> _Loaded:
+        """(metadata, io, problem) of a tree location: both set and problem "" when it reads."""
         if location in self._metadata:
             return self._metadata[location]
         from pyiceberg.serializers import FromInputFile
@@ -321,7 +329,7 @@ class _Files:
         from .local import RECORDED_ROOTS_PROPERTY, ROOT_PROPERTY, RelocatingFileIO, _recorded_root
 
         path = _locate(self.root, location)
-        result: tuple[object | None, object | None, str]
+        result: _Loaded
         if not path.is_file():
             result = (None, None, f"metadata file missing: {path}")
         else:
@@ -353,10 +361,10 @@ class _Files:
         metadata, io, problem = self.load(location)
         if problem:
             return problem
-        snapshot = metadata.current_snapshot()  # type: ignore[union-attr]
+        snapshot = metadata.current_snapshot()
         if snapshot is None:
             return ""
-        listed = _path(io.translate(snapshot.manifest_list))  # type: ignore[union-attr]
+        listed = _path(io.translate(snapshot.manifest_list))
         if not os.path.isfile(listed):
             return f"manifest list missing: {listed}"
         try:
@@ -364,7 +372,7 @@ class _Files:
         except Exception as exc:  # noqa: BLE001
             return f"manifest list unreadable: {listed} ({type(exc).__name__})"
         for manifest in manifests:
-            path = _path(io.translate(manifest.manifest_path))  # type: ignore[union-attr]
+            path = _path(io.translate(manifest.manifest_path))
             if not os.path.isfile(path):
                 return f"manifest missing: {path}"
             try:
@@ -372,7 +380,7 @@ class _Files:
             except Exception as exc:  # noqa: BLE001
                 return f"manifest unreadable: {path} ({type(exc).__name__})"
             for entry in entries:
-                data = _path(io.translate(entry.data_file.file_path))  # type: ignore[union-attr]
+                data = _path(io.translate(entry.data_file.file_path))
                 if not os.path.isfile(data):
                     return f"data file missing: {data}"
         return ""
@@ -399,10 +407,10 @@ class _Files:
             if problem:
                 unsafe.setdefault(table_dir, problem)
                 continue
-            for entry in metadata.metadata_log:  # type: ignore[union-attr]
-                seen.add(_path(io.translate(entry.metadata_file)))  # type: ignore[union-attr]
-            for snapshot in metadata.snapshots:  # type: ignore[union-attr]
-                listed = _path(io.translate(snapshot.manifest_list))  # type: ignore[union-attr]
+            for entry in metadata.metadata_log:
+                seen.add(_path(io.translate(entry.metadata_file)))
+            for snapshot in metadata.snapshots:
+                listed = _path(io.translate(snapshot.manifest_list))
                 seen.add(listed)
                 if listed in lists_read:
                     continue
@@ -413,7 +421,7 @@ class _Files:
                     unsafe.setdefault(table_dir, f"manifest list unreadable: {listed} ({type(exc).__name__})")
                     continue
                 for manifest in manifests:
-                    mpath = _path(io.translate(manifest.manifest_path))  # type: ignore[union-attr]
+                    mpath = _path(io.translate(manifest.manifest_path))
                     seen.add(mpath)
                     if mpath in manifests_read:
                         continue
@@ -424,7 +432,7 @@ class _Files:
                         unsafe.setdefault(table_dir, f"manifest unreadable: {mpath} ({type(exc).__name__})")
                         continue
                     for entry in entries:
-                        seen.add(_path(io.translate(entry.data_file.file_path)))  # type: ignore[union-attr]
+                        seen.add(_path(io.translate(entry.data_file.file_path)))
         return seen, unsafe
 
 
@@ -507,8 +515,10 @@ def check_lakehouse(path: str | os.PathLike[str]) -> DoctorReport:
     if not root.is_dir():
         report.add("error", f"no lakehouse at {root}: the directory does not exist")
         return report
-    catalog, problems = read_catalog(root / CATALOG_FILE)
+    # The journal first: entries are written after their transaction, so a catalog read after the journal
+    # holds every commit the journal showed, even while writers run.
     journal = read_journal(root)
+    catalog, problems = read_catalog(root / CATALOG_FILE)
     for problem in problems:
         report.add("error", problem)
     for bad in journal.bad:
@@ -589,11 +599,14 @@ def _compare_journal(
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}"
+    return f"{n} B"  # not reached
 
 
 def format_size(n: int) -> str:
