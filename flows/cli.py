@@ -121,9 +121,15 @@ def cli_errors(*, gate: bool = False) -> Iterator[None]:
         prefix = {EXIT_BLOCKED: "blocked", EXIT_INTERNAL: "internal error"}
         if gate:
             prefix[EXIT_NOT_PUBLISHED] = "not published"
-        _drain_prefect_services()
+        if not _prefect_is_gone(exc):  # flushing to a server that has gone only waits for the timeout
+            _drain_prefect_services()
         _silence_prefect_after_this()
         fail(f"{prefix.get(code, 'error')}: {one_line(exc)}", code)
+
+
+def _prefect_is_gone(exc: BaseException) -> bool:
+    wap_module = sys.modules.get("flows.wap")
+    return wap_module is not None and isinstance(exc, wap_module.PrefectUnavailableError)
 
 
 def _drain_prefect_services() -> None:
@@ -535,6 +541,9 @@ def serve(
     """Serve one Prefect deployment per declared dataset (with its schedule), runnable from the Prefect UI."""
     with cli_errors():
         _check_backend(backend)
+        from .wap import check_prefect_api
+
+        check_prefect_api()
         from prefect import serve as prefect_serve
 
         from .deployments import build_deployments

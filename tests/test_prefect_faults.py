@@ -100,8 +100,13 @@ def test_prefect_server_killed_mid_run_is_exit_3_one_line_main_untouched(clean_c
             if "paused before audit" in line:
                 paused.set()
 
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    stdout: list[str] = []
+    readers = [
+        threading.Thread(target=pump, daemon=True),
+        threading.Thread(target=lambda: stdout.extend(gate.stdout), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
         assert paused.wait(120), "the gate did not pause:\n" + "".join(stderr_lines)[-3000:]
         _wait_stopped(gate.pid)
@@ -113,19 +118,19 @@ def test_prefect_server_killed_mid_run_is_exit_3_one_line_main_untouched(clean_c
         resumed = time.monotonic()
         os.kill(gate.pid, signal.SIGCONT)
         try:
-            stdout = gate.stdout.read()
             gate.wait(timeout=90)
         except subprocess.TimeoutExpired:
             pytest.fail(f"the gate did not end within 90 s of losing its server:\n{''.join(stderr_lines)[-3000:]}")
         elapsed = time.monotonic() - resumed
-        reader.join(timeout=10)
+        for reader in readers:
+            reader.join(timeout=10)
     finally:
         if gate.poll() is None:
             gate.kill()
             gate.wait()
         server.stop()
 
-    result = subprocess.CompletedProcess(gate.args, gate.returncode, stdout, "".join(stderr_lines))
+    result = subprocess.CompletedProcess(gate.args, gate.returncode, "".join(stdout), "".join(stderr_lines))
     message = _last_stderr_line(result)
     assert result.returncode == 3, f"exit {result.returncode}: {message}"
     assert message.startswith(f"not published: Prefect API at {server.api_url} became unreachable"), message
