@@ -121,10 +121,30 @@ def cli_errors(*, gate: bool = False) -> Iterator[None]:
         prefix = {EXIT_BLOCKED: "blocked", EXIT_INTERNAL: "internal error"}
         if gate:
             prefix[EXIT_NOT_PUBLISHED] = "not published"
-        if not _prefect_is_gone(exc):  # flushing to a server that has gone only waits for the timeout
-            _drain_prefect_services()
+        message = f"{prefix.get(code, 'error')}: {one_line(exc)}"
+        if _prefect_is_gone(exc):
+            _exit_now(message, code)
+        _drain_prefect_services()
         _silence_prefect_after_this()
-        fail(f"{prefix.get(code, 'error')}: {one_line(exc)}", code)
+        fail(message, code)
+
+
+def _exit_now(message: str, code: int) -> NoReturn:
+    """Print the error line and end the process at once, skipping interpreter shutdown.
+
+    Only for a gate whose Prefect server has gone: everything the gate owns is settled by then (the rollback
+    ran, the lease file is removed, every SQLite commit is durable), and all that shutdown would still do is
+    let Prefect's events worker try to deliver each queued event to the dead server, ~7 s per event.
+    """
+    _silence_prefect_after_this()
+    with suppress(Exception):
+        sys.stdout.flush()
+    if isinstance(sys.stderr, LineTrackingStream) and not sys.stderr.at_line_start:
+        sys.stderr.write("\n")
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+    with suppress(Exception):
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def _prefect_is_gone(exc: BaseException) -> bool:
@@ -456,7 +476,7 @@ def run(
                 worst = max(worst, code)
                 label = {EXIT_BLOCKED: "blocked", EXIT_NOT_PUBLISHED: "not published"}.get(code, "error")
                 summary.add_row(name, label, "", one_line(exc)[:200])
-        out.print(summary)
+        print_table(summary)
         if worst:
             raise typer.Exit(worst)
 
@@ -507,7 +527,7 @@ def validate(
                 str(row["unexpected_count"]),
                 row["sample_unexpected_values"],
             )
-        out.print(table)
+        print_table(table)
         if result.data_docs_url:
             out.print(f"data docs: {result.data_docs_url}", soft_wrap=True)
         if not result.success:
@@ -576,7 +596,10 @@ def gc(
             else:
                 action = "would delete" if dry_run else ("deleted" if branch.deleted else "already gone")
             table.add_row(branch.name, str(branch.age).split(".")[0], action)
-        out.print(table if stale else f"no gate branch older than {older_than}")
+        if stale:
+            print_table(table)
+        else:
+            out.print(f"no gate branch older than {older_than}")
 
 
 def _mount_subcommands() -> None:
