@@ -215,7 +215,7 @@ def test_sigkill_during_rebuild_leaves_the_old_or_the_new_state_and_a_rerun_succ
             stderr=subprocess.DEVNULL,
         )
         # Most of a run is interpreter start-up: aim at its last third, where the catalog is replaced.
-        time.sleep(duration * rng.uniform(0.6, 1.05))
+        time.sleep(duration * rng.uniform(0.7, 1.0))
         proc.kill()
         code = proc.wait()
         try:
