@@ -256,11 +256,6 @@ def test_a_read_only_lakehouse_directory_refuses_every_write_and_still_reads(
     assert snapshot(root) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/lakehouse/leases.py hold_branch_lease lets the OSError of its mkdir/write escape (exit 4); "
-    "fix requested from its owner",
-)
 def test_a_gate_run_on_a_read_only_lakehouse_directory_exits_3_naming_it(
     small_tmpfs: Path, prefect_api: str, tmp_path: Path
 ) -> None:

@@ -62,12 +62,19 @@ def hold_branch_lease(client: Any, branch: str, *, ttl_s: float | None = None) -
         yield
         return
     ttl = lease_ttl_s() if ttl_s is None else ttl_s
-    directory.mkdir(parents=True, exist_ok=True)
     path = _lease_path(directory, branch)
     body = json.dumps({"branch": branch, "pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(body)
-    os.replace(tmp, path)  # whole or absent: gc never reads half a lease
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(body)
+        os.replace(tmp, path)  # whole or absent: gc never reads half a lease
+    except OSError as exc:  # read-only or full storage: exit 3 naming the path, not an internal error
+        with suppress(OSError):
+            tmp.unlink()
+        from .refs import storage_error
+
+        raise storage_error(exc, directory, f"take the lease on branch {branch}") from exc
     stop = threading.Event()
 
     def heartbeat() -> None:
