@@ -609,7 +609,11 @@ def _mount_subcommands() -> None:
     app.add_typer(suite_app, name="suite", help="Author expectation suites: list, show, check, init, diff.")
     from .doctor_cli import doctor_app
 
-    app.add_typer(doctor_app, name="doctor", help="Check the lakehouse's catalog and files; --rebuild recovers the refs from the journal.")
+    app.add_typer(
+        doctor_app,
+        name="doctor",
+        help="Check the lakehouse's catalog and files; --rebuild recovers refs from the journal.",
+    )
 
 
 _mount_subcommands()
