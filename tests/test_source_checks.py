@@ -397,3 +397,30 @@ def test_a_value_the_table_type_would_change_is_refused_naming_the_column(
         assert needle in message, message
     assert client.get_branch(MAIN).hash == before
     assert [p for p in (tmp_path / "lake" / "warehouse").rglob("data/*") if p.is_file()] == []
+
+
+def test_wap_run_refuses_case_twins_before_any_branch(tmp_path: Path, prefect_api: str) -> None:
+    """The reported defect through the gate: a suite on `X`, bad values only in `X` (300k rows). The run is
+    refused naming both columns (exit 2) before a branch exists, and main never sees the rows."""
+    env = {**_gx_copy(tmp_path / "gx"), "PREFECT_API_URL": prefect_api}
+    n = 300_000
+    good = tmp_path / "good.csv"
+    pacsv.write_csv(pa.table({"x": np.arange(n), "Y": np.arange(n)}), good)
+    assert run_cli("suite", "init", "xcase", "--source", str(good), env=env).returncode == 0
+    suite_path = tmp_path / "gx" / "expectations" / "xcase.json"
+    suite_path.write_text(suite_path.read_text().replace('"Y"', '"X"'))
+    bad = tmp_path / "bad.csv"
+    pacsv.write_csv(pa.table({"x": np.arange(n), "X": -np.arange(n) - 1}), bad)
+    lake = tmp_path / "lake"
+
+    result = run_cli("run", "xcase", "--source", str(bad), "--lakehouse", str(lake), env=env)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert "'x'" in message and "'X'" in message and "Traceback" not in result.stdout + result.stderr
+    client = connect("local", lake)
+    assert [b.name for b in client.get_branches()] == [MAIN]
+    assert len(client.get_commits(MAIN)) == 1  # only the lakehouse's initial commit
+    assert not client.has_table("xcase", MAIN)
+    # The journal records every branch ever created: none was, not even one the rollback then deleted.
+    events = [json.loads(p.read_text()) for p in sorted((lake / "journal").glob("*.json"))]
+    assert [e["op"] for e in events] == ["init"], events
