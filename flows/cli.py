@@ -588,7 +588,12 @@ def gc(
 
         threshold = parse_duration(older_than)
         check_min_age(threshold, force=force, given=older_than)
-        stale = collect_stale_branches(_client(backend, lakehouse), older_than=threshold, dry_run=dry_run)
+        stale = collect_stale_branches(
+            _client(backend, lakehouse),
+            older_than=threshold,
+            dry_run=dry_run,
+            echo=lambda line: out.print(line, markup=False, highlight=False, soft_wrap=True),
+        )
         table = Table("branch", "age", "action")
         for branch in stale:
             if branch.alive:

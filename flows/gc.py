@@ -117,7 +117,7 @@ def collect_stale_branches(
     dry_run: bool = False,
     now: datetime | None = None,
     reclaim: bool = True,
-    echo: Callable[[str], None] | None = print,
+    echo: Callable[[str], None] | None = None,
 ) -> list[StaleBranch]:
     """Delete (or, with dry_run, only list) gate branches older than `older_than` whose run is not alive.
 
