@@ -25,7 +25,7 @@ from flows.audit import (
     run_checkpoint,
     table_to_dataframe,
 )
-from flows.demo_data import CORRUPTIONS, TITANIC_SCHEMA, corrupt, generate_titanic, write_csv
+from flows.demo.data import CORRUPTIONS, TITANIC_SCHEMA, corrupt, generate_titanic, write_csv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO_GX = REPO_ROOT / "gx"
@@ -268,7 +268,7 @@ def test_concurrent_audits_do_not_mix_results(gx_dir: Path, base_table: pa.Table
 
 
 def test_bootstrap_is_idempotent_and_supports_new_datasets(tmp_path: Path, base_table: pa.Table) -> None:
-    from flows.gx_setup import bootstrap_dataset, create_context, titanic_suite
+    from flows.audit.gx_project import bootstrap_dataset, create_context, titanic_suite
 
     project = tmp_path / "gx"
     shutil.copytree(REPO_GX, project, ignore=shutil.ignore_patterns("uncommitted"))

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.audit import AuditConfigError, AuditResult, audit_table, get_context
-from flows.gx_setup import bootstrap_dataset
+from flows.audit.gx_project import bootstrap_dataset
 from flows.lakehouse import MAIN, connect
 
 REPO_GX = Path(__file__).resolve().parents[1] / "gx"

@@ -1,7 +1,7 @@
 """The audit's fast paths give exactly the plain GX path's verdicts, on good data and on every corruption.
 
 Fast paths: ``audit.audit_table`` (what the gate's audit task runs), both ways it can go:
-- pushdown: row-level metrics computed by DuckDB over the branch's Parquet files (``flows.pushdown``);
+- pushdown: row-level metrics computed by DuckDB over the branch's Parquet files (``flows.audit.pushdown``);
 - pandas: the lakehouse scan converted with ``table_to_dataframe(consume=True)`` (Arrow buffers freed
   while converting, Arrow-backed columns made one chunk each).
 Plain path: GX 1.x as documented: ``scan(...).to_pandas()`` then the checkpoint. The tables are written
@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.audit import AuditResult, audit_table, run_checkpoint, table_to_dataframe
-from flows.demo_data import CORRUPTIONS, corrupt, generate_titanic
+from flows.demo.data import CORRUPTIONS, corrupt, generate_titanic
 from flows.lakehouse import MAIN, connect
 
 REPO_GX = Path(__file__).resolve().parents[1] / "gx"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from gate_fixtures import latest_artifact, run_cli
 
-from flows.demo_data import corrupt, generate_titanic, write_csv
+from flows.demo.data import corrupt, generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 
 

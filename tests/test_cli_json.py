@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from gate_fixtures import REPO
 
-from flows.demo_data import generate_titanic, write_csv
+from flows.demo.data import generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 
 FLOW_RUN_ID = str(uuid.UUID("0f3c2a5e-9b7d-4c1e-8a2f-6d5b4e3c2a10"))

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from gate_fixtures import REAL_TITANIC, latest_artifact
 
-from flows.demo_data import CORRUPTIONS, corrupt, generate_titanic, write_csv
+from flows.demo.data import CORRUPTIONS, corrupt, generate_titanic, write_csv
 from flows.lakehouse import MAIN, SourceError, connect
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -28,7 +28,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _gate(**kwargs):
-    from flows.wap import wap
+    from flows.gate import wap
 
     return wap("titanic", backend="local", **kwargs)
 
@@ -90,7 +90,7 @@ def test_published_report_artifacts(sources, lakehouse_dir):
 
 @pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
 def test_each_defect_is_blocked_and_main_unchanged(kind, sources, lakehouse_dir):
-    from flows.wap import AuditFailedError
+    from flows.gate import AuditFailedError
 
     published = _gate(source=str(sources["clean"]), lakehouse=str(lakehouse_dir))
     client = connect("local", lakehouse_dir)
@@ -111,7 +111,7 @@ def test_each_defect_is_blocked_and_main_unchanged(kind, sources, lakehouse_dir)
 
 
 def test_blocked_error_names_expectations_and_bad_values(sources, lakehouse_dir):
-    from flows.wap import AuditFailedError
+    from flows.gate import AuditFailedError
 
     with pytest.raises(AuditFailedError) as blocked:
         _gate(source=str(sources["unknown_sex"]), lakehouse=str(lakehouse_dir))
@@ -123,7 +123,7 @@ def test_blocked_error_names_expectations_and_bad_values(sources, lakehouse_dir)
 
 
 def test_keep_failed_branch_for_inspection(sources, lakehouse_dir):
-    from flows.wap import AuditFailedError
+    from flows.gate import AuditFailedError
 
     with pytest.raises(AuditFailedError):
         _gate(
@@ -174,7 +174,7 @@ def test_audit_outcomes_are_prefect_events(sources, lakehouse_dir, prefect_api):
 
     import httpx
 
-    from flows.wap import AuditFailedError
+    from flows.gate import AuditFailedError
 
     _gate(source=str(sources["clean"]), lakehouse=str(lakehouse_dir))
     with pytest.raises(AuditFailedError):
@@ -198,7 +198,7 @@ def test_write_retries_transient_backend_errors_only():
     from prefect.states import Failed
 
     from flows.lakehouse import BackendUnavailableError, InvalidNameError
-    from flows.wap import _is_transient, write_to_branch
+    from flows.gate.flow import _is_transient, write_to_branch
 
     assert write_to_branch.retries == 3
     assert _is_transient(None, None, Failed(data=BackendUnavailableError("catalog busy")))
@@ -233,7 +233,7 @@ def test_run_gate_skips_heartbeats_unless_the_user_set_them(sources, tmp_path, p
 
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from flows.wap import run_gate
+    from flows.gate import run_gate
 
     run_gate("titanic", source=str(sources["clean"]), backend="local", lakehouse=str(tmp_path / "quiet"))
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 30}):
@@ -248,7 +248,7 @@ def test_run_gate_skips_heartbeats_unless_the_user_set_them(sources, tmp_path, p
 
 
 def test_gate_with_duckdb_row_metrics_publishes_good_data_and_blocks_bad(sources, tmp_path, monkeypatch):
-    from flows.wap import AuditFailedError, run_gate
+    from flows.gate import AuditFailedError, run_gate
 
     monkeypatch.setenv("WAP_AUDIT_PUSHDOWN", "always")  # Titanic is below the automatic threshold
     published = run_gate("titanic", source=str(sources["clean"]), backend="local", lakehouse=str(tmp_path))

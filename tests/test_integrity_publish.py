@@ -19,7 +19,7 @@ import pytest
 from gate_fixtures import REPO
 from reliability_helpers import assert_one_line_error, gate_env, run_wap, wap_cmd
 
-from flows.demo_data import corrupt, generate_titanic, write_csv
+from flows.demo.data import corrupt, generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 
 BRANCH = "alice.wap_titanic_0badc0de"

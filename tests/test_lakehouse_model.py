@@ -72,7 +72,7 @@ from hypothesis.stateful import (
 )
 from lakehouse_worker import worker_env
 
-from flows.gc import collect_stale_branches, is_gate_branch
+from flows.gate.gc import collect_stale_branches, is_gate_branch
 from flows.lakehouse import (
     MAIN,
     BranchExistsError,

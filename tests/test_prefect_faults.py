@@ -20,7 +20,7 @@ import pytest
 from gate_fixtures import REPO
 from ui_helpers import clean_env, free_port, start_prefect_server
 
-from flows.demo_data import generate_titanic, write_csv
+from flows.demo.data import generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 
 BRANCH = "alice.wap_titanic_5e1ec7ed"

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from reliability_helpers import assert_one_line_error, gate_branches, gate_env, main_state, run_wap
 
-from flows.demo_data import generate_titanic, write_csv
+from flows.demo.data import generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect, sources
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -149,7 +149,7 @@ def corpus(tmp_path_factory, http_404, http_silent) -> dict[str, tuple[str, tupl
 @pytest.fixture(scope="module")
 def published_lake(tmp_path_factory, prefect_api) -> Path:
     """A lakehouse whose main holds one published titanic table: every bad input must leave it as is."""
-    from flows.wap import wap
+    from flows.gate import wap
 
     lake = tmp_path_factory.mktemp("bad-input-lake") / "lake"
     good = write_csv(generate_titanic(891, seed=12), lake.parent / "good.csv")
@@ -176,7 +176,7 @@ def _gate_exit_code(run: Callable[[], object]) -> tuple[int, str]:
 
 
 def test_bad_input_corpus_in_process(corpus, published_lake, short_network_timeouts):
-    from flows.wap import wap
+    from flows.gate import wap
 
     assert len(corpus) >= 20
     before = main_state(published_lake)

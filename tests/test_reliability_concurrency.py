@@ -27,7 +27,7 @@ from reliability_helpers import (
     wap_cmd,
 )
 
-from flows.demo_data import generate_titanic, write_csv
+from flows.demo.data import generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 from flows.lakehouse.sources import read_source
 from flows.reports import artifact_key

@@ -36,7 +36,7 @@ from reliability_helpers import (
     run_wap,
 )
 
-from flows.demo_data import generate_titanic, write_csv
+from flows.demo.data import generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 from flows.lakehouse.sources import read_source
 

@@ -21,7 +21,7 @@ from reliability_helpers import (
     run_wap,
 )
 
-from flows.demo_data import generate_titanic, write_csv
+from flows.demo.data import generate_titanic, write_csv
 from flows.lakehouse import MAIN, InvalidNameError, LakehouseError, QueryError, connect
 
 HOSTILE = {
@@ -56,7 +56,7 @@ NOT_AN_IDENTIFIER = {**HOSTILE, "dotted": "a.b", "leading_digit": "1abc", "over_
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory, prefect_api) -> Path:
     """A lakehouse with a published table: every hostile name must leave it byte-for-byte as it is."""
-    from flows.wap import wap
+    from flows.gate import wap
 
     folder = tmp_path_factory.mktemp("names")
     source = write_csv(generate_titanic(200, seed=3), folder / "clean.csv")
@@ -179,7 +179,7 @@ def test_client_api_rejects_hostile_names(lake, clean_csv):
 
 
 def test_gate_flow_rejects_hostile_branch_before_writing(lake, clean_csv):
-    from flows.wap import wap
+    from flows.gate import wap
 
     before = dir_snapshot(lake)
     for name in ("../../etc", "x'; DROP TABLE refs; --", "a\nb", "b" * 300):

@@ -54,7 +54,7 @@ def test_fake_key_never_leaks_from_bauplan_error_paths(prefect_api, tmp_path, mo
 
     # In process: the exception the flow raises, and every artifact and event it left on the server.
     from flows.lakehouse import LakehouseError
-    from flows.wap import wap
+    from flows.gate import wap
 
     monkeypatch.setenv("BAUPLAN_API_KEY", FAKE_KEY)
     with pytest.raises(LakehouseError) as raised:

@@ -135,8 +135,8 @@ def test_disk_full_during_a_gate_run_leaves_a_usable_lakehouse_and_gc_frees_the_
 ) -> None:
     from reliability_helpers import assert_one_line_error, gate_env, main_state, run_wap
 
-    from flows.demo_data import generate_titanic
-    from flows.demo_data import write_csv as write_titanic
+    from flows.demo.data import generate_titanic
+    from flows.demo.data import write_csv as write_titanic
     from flows.lakehouse.doctor import check_lakehouse
 
     lake = small_tmpfs / "lake"

@@ -22,7 +22,7 @@ from gate_fixtures import REPO, run_cli
 from reliability_helpers import assert_one_line_error
 
 from flows.audit import run_checkpoint, table_to_dataframe
-from flows.demo_data import CORRUPTIONS, corrupt, generate_titanic, write_csv
+from flows.demo.data import CORRUPTIONS, corrupt, generate_titanic, write_csv
 from flows.lakehouse import MAIN, SourceError, connect
 from flows.lakehouse.sources import read_source
 from flows.suite import (

@@ -91,7 +91,7 @@ def gate_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFa
     """`wap run` against the server: clean data (published), then corrupted data into the same lakehouse."""
     import pyarrow.compute as pc
 
-    from flows.demo_data import corrupt, generate_titanic, write_csv
+    from flows.demo.data import corrupt, generate_titanic, write_csv
 
     work = tmp_path_factory.mktemp("gate")
     clean = generate_titanic(891)

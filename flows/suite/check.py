@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..datasets import Dataset
+from flows.datasets import Dataset
 
 if TYPE_CHECKING:
     pass
@@ -68,7 +68,7 @@ class CheckReport:
 
 def source_schema(uri: str) -> TableSchema:
     """Columns of a CSV/Parquet source, inferred the way `create_table` infers them (no full read)."""
-    from ..lakehouse.sources import open_source
+    from flows.lakehouse.sources import open_source
 
     with open_source(uri) as source:
         return TableSchema(tuple(source.schema.names), f"source {uri}")
@@ -76,7 +76,7 @@ def source_schema(uri: str) -> TableSchema:
 
 def lakehouse_schema(spec: Dataset, backend: str, lakehouse: str) -> TableSchema | str:
     """Columns of the dataset's table on main, or why they are not available (a reason, not an error)."""
-    from ..lakehouse import MAIN, LakehouseError, connect
+    from flows.lakehouse import MAIN, LakehouseError, connect
 
     if backend == "local" and not (Path(lakehouse).expanduser() / "catalog.db").is_file():
         return f"no lakehouse at {lakehouse}"  # connecting would create an empty one
@@ -106,7 +106,7 @@ def check_suites(
     neither is available the report says so. ``load_with_gx``: finally load each checkpoint whose chain
     looked clean through GX itself, so anything GX rejects that these checks do not model still shows.
     """
-    from ..lakehouse import BACKENDS, InvalidNameError
+    from flows.lakehouse import BACKENDS, InvalidNameError
 
     if backend not in BACKENDS:
         raise InvalidNameError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -436,7 +436,7 @@ def _column_errors(kind: str, kwargs: dict[str, Any], schema: TableSchema) -> li
 
 def _load_with_gx(project: GxProject, checkpoints: list[str], problems: list[Problem]) -> list[Problem]:
     """Load each checkpoint whose files had no error through GX itself (no validation is run)."""
-    from ..audit import get_context
+    from flows.audit import get_context
 
     broken = {p.path.resolve() for p in problems if p.severity == "error"}
     clean = []

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..datasets import Dataset, DatasetError, datasets_file, gx_dir, save_dataset, validate_dataset_name
-from ..lakehouse.names import DEFAULT_NAMESPACE
+from flows.datasets import Dataset, DatasetError, datasets_file, gx_dir, save_dataset, validate_dataset_name
+from flows.lakehouse.names import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
@@ -146,7 +146,7 @@ def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, s
     from great_expectations.data_context import set_context
     from great_expectations.data_context.data_context.context_factory import project_manager
 
-    from ..gx_setup import BATCH_DEFINITION_NAME, DATA_DOCS_ACTION_NAME, DATASOURCE_NAME, RESULT_FORMAT
+    from flows.audit.gx_project import BATCH_DEFINITION_NAME, DATA_DOCS_ACTION_NAME, DATASOURCE_NAME, RESULT_FORMAT
 
     staging.mkdir(parents=True)
     shutil.copyfile(project.config_path, staging / CONFIG_FILE)
@@ -182,7 +182,7 @@ def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, s
         placeholder = gx.ExpectationSuite(name=dataset)
         previous_suite = _stored_suite(context, dataset) if suites.has_key(key) else None
         if previous_suite is not None:
-            from ..gx_setup import _reuse_expectation_ids
+            from flows.audit.gx_project import _reuse_expectation_ids
 
             _reuse_expectation_ids(previous_suite, suite)  # unchanged rules keep their ids: git stays clean
             placeholder.id = previous_suite.id
@@ -382,7 +382,7 @@ def _remove_tree(folder: Path) -> None:
 
 def _forget_cached_context(project_root: Path) -> None:
     """Drop flows.audit's cached GX context of this project: it holds the old great_expectations.yml."""
-    from .. import audit
+    from flows.audit import checkpoint as audit
 
     with audit._GX_LOCK:
         audit._CONTEXTS.pop(project_root.expanduser().resolve(), None)

@@ -84,7 +84,7 @@ def profile_source(uri: str, *, max_categories: int = MAX_CATEGORIES) -> Profile
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ..lakehouse.sources import open_source
+    from flows.lakehouse.sources import open_source
 
     with open_source(uri) as source:
         columns = []

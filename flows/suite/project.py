@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..audit import AuditConfigError
-from ..datasets import Dataset, DatasetError, datasets_file, gx_dir, load_datasets
+from flows.audit import AuditConfigError
+from flows.datasets import Dataset, DatasetError, datasets_file, gx_dir, load_datasets
 
 if TYPE_CHECKING:
     pass

@@ -14,7 +14,7 @@ lakehouse branch, then each contender runs in its own fresh interpreter, so that
   ours   the audit task's work alone: ``audit.audit_table`` (what ``wap.audit_branch_table`` runs, minus
          Prefect's task machinery, artifacts and events), in its default mode: from
          ``audit.PUSHDOWN_MIN_ROWS`` rows on, row metrics come from DuckDB over the Parquet files
-         (``flows.pushdown``); below, GX runs on pandas. ``row_metrics`` in the output says which ran.
+         (``flows.audit.pushdown``); below, GX runs on pandas. ``row_metrics`` in the output says which ran.
   gate   the whole gate (write, audit, publish) as a Prefect flow on a warm Prefect test server
          (``prefect_test_harness``, warmed by one gate run on 891 rows first).
 
@@ -91,7 +91,7 @@ def work_prepare(root: Path, rows: int) -> None:
     """Write the source Parquet file and a lakehouse with the table imported on BRANCH."""
     import pyarrow.parquet as pq
 
-    from flows.demo_data import generate_titanic
+    from flows.demo.data import generate_titanic
     from flows.lakehouse import MAIN, connect
 
     table = generate_titanic(rows, seed=1)
@@ -230,7 +230,7 @@ def work_ours(root: Path, gx_dir: Path) -> None:
 def _titanic_source(directory: Path) -> Path:
     import pyarrow.parquet as pq
 
-    from flows.demo_data import generate_titanic
+    from flows.demo.data import generate_titanic
 
     path = directory / "titanic891.parquet"
     if not path.exists():
@@ -239,7 +239,7 @@ def _titanic_source(directory: Path) -> Path:
 
 
 def _run_gate(source: Path, lakehouse: Path) -> float:
-    from flows.wap import run_gate
+    from flows.gate import run_gate
 
     started = time.perf_counter()
     outcome = run_gate("titanic", source=str(source), lakehouse=str(lakehouse), backend="local")
@@ -261,7 +261,7 @@ def work_gate(root: Path, gx_dir: Path) -> None:
     os.environ["WAP_GX_DIR"] = str(gx_dir)
     started = time.perf_counter()
     with _harness():
-        import flows.wap  # noqa: F401
+        import flows.gate  # noqa: F401
 
         _gx_setup(gx_dir)
         warm_dir = Path(tempfile.mkdtemp(prefix="bench-warm-", dir=root))

@@ -1,4 +1,4 @@
-"""`wap suite ...`: expectation-suite authoring commands. Parsing and printing only; the logic is in `suite.py`.
+"""`wap suite ...`: expectation-suite authoring commands. Parsing and printing only; the logic is in `flows/suite/`.
 
 Exit codes follow `wap`: 0 ok, 1 problems found (`check`), 2 bad usage or input.
 """
@@ -12,11 +12,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-# Defined before importing flows.cli: under `python -m flows.cli` that import runs cli.py a second time as
-# `flows.cli`, which mounts this (still loading) module's `suite_app`; it must exist by then.
-suite_app = typer.Typer(no_args_is_help=True)
+from flows.cli.common import EXIT_BAD_INPUT, EXIT_BLOCKED, Backend, LakehousePath, cli_errors, fail, out
 
-from .cli import EXIT_BAD_INPUT, EXIT_BLOCKED, Backend, LakehousePath, cli_errors, fail, out  # noqa: E402
+suite_app = typer.Typer(no_args_is_help=True)
 
 _STORE_DIRS = ("checkpoints", "validation_definitions", "expectations")
 INIT_TABLE_ROWS = 50  # `suite init` summarises at most this many columns
@@ -45,7 +43,7 @@ def _arguments(arguments: dict[str, Any]) -> str:
 def list_command() -> None:
     """Every suite with its dataset, number of expectations and the checkpoints that use it."""
     with cli_errors():
-        from .suite import display_path, list_suites
+        from flows.suite import display_path, list_suites
 
         suites = list_suites()
         if not suites:
@@ -68,7 +66,7 @@ def list_command() -> None:
 def show(dataset: DatasetArg) -> None:
     """The suite of a dataset as a table: expectation, column, arguments, mostly, notes."""
     with cli_errors():
-        from .suite import display_path, show_suite
+        from flows.suite import display_path, show_suite
 
         view = show_suite(dataset)
         used = ", ".join(view.checkpoints) or "no checkpoint"
@@ -112,8 +110,8 @@ def check(
     if source and not dataset:
         fail("error: --source needs a DATASET (its suite's columns are checked against the source)", EXIT_BAD_INPUT)
     with cli_errors():
-        from .datasets import gx_dir as project_root
-        from .suite import check_suites, display_path
+        from flows.datasets import gx_dir as project_root
+        from flows.suite import check_suites, display_path
 
         report = check_suites(dataset, source=source, backend=backend, lakehouse=lakehouse)
         kinds = [p.parent.name if p.suffix == ".json" else p.name for p in report.files]
@@ -137,8 +135,8 @@ def init(
 ) -> None:
     """Profile a source and write a starter suite, checkpoint and dataset declaration to edit."""
     with cli_errors():
-        from .datasets import datasets_file
-        from .suite import display_path, init_suite, show_suite
+        from flows.datasets import datasets_file
+        from flows.suite import display_path, init_suite, show_suite
 
         result = init_suite(dataset, source, force=force)
         # Nothing written: a rerun on the same source found exactly what it generates.
@@ -182,7 +180,7 @@ def init(
 def diff(dataset: DatasetArg) -> None:
     """What changed in the suite since the last git commit: expectations added, removed, changed."""
     with cli_errors():
-        from .suite import diff_suite
+        from flows.suite import diff_suite
 
         result = diff_suite(dataset)
         out.print(Text(f"suite {result.suite}: {result.message}"), soft_wrap=True)

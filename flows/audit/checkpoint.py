@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
     from great_expectations.data_context import FileDataContext
 
-REPO_GX_DIR = Path(__file__).resolve().parent.parent / "gx"
+REPO_GX_DIR = Path(__file__).resolve().parents[2] / "gx"
 BATCH_PARAMETER = "dataframe"  # the checkpoints' dataframe assets take the data under this key
 
 # One lock for all GX work in the process: GX's contexts, stores, metric caches and data-docs builds
@@ -149,7 +149,7 @@ def get_context(gx_dir: Path | str | None = None) -> FileDataContext:
                 raise AuditConfigError(f"no Great Expectations project at {root} (missing great_expectations.yml)")
             import great_expectations as gx
 
-            from .pushdown import install
+            from flows.audit.pushdown import install
 
             install()  # before any data source builds its execution engine
             context = gx.get_context(mode="file", context_root_dir=root)
@@ -294,7 +294,7 @@ def _audit_with_pushdown(
     always: bool,
 ) -> AuditResult | None:
     """The audit with DuckDB-computed row metrics, or None if the suite needs something it cannot compute."""
-    from .pushdown import ParquetTableMetrics, PushdownError, answering, plan
+    from flows.audit.pushdown import ParquetTableMetrics, PushdownError, answering, plan
 
     schema, files = client.data_files(table, ref=ref, namespace=namespace)
     try:

@@ -26,10 +26,9 @@ from typing import Annotated
 
 import typer
 
-# Defined before importing flows.cli (see suite_cli.py: `python -m flows.cli` loads cli.py twice).
-doctor_app = typer.Typer(no_args_is_help=False)
+from flows.cli.common import EXIT_NOT_PUBLISHED, EXIT_OK, LakehousePath, cli_errors, err, fail, one_line, out
 
-from .cli import EXIT_NOT_PUBLISHED, EXIT_OK, LakehousePath, cli_errors, err, fail, one_line, out  # noqa: E402
+doctor_app = typer.Typer(no_args_is_help=False)
 
 
 @doctor_app.callback(invoke_without_command=True)
@@ -46,8 +45,8 @@ def doctor(
 ) -> None:
     """Check the lakehouse (exit 0 healthy, 3 problems); with --rebuild, recover the refs from the journal."""
     with cli_errors():
-        from .lakehouse import LakehouseError
-        from .lakehouse.doctor import check_lakehouse, format_size, rebuild_catalog
+        from flows.lakehouse import LakehouseError
+        from flows.lakehouse.doctor import check_lakehouse, format_size, rebuild_catalog
 
         if rebuild:
             try:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 # Table column -> its name inside a file, matched by Iceberg field id (pyiceberg writes `a b` as `a_x20b`).
-from .lakehouse.parquet_fields import stored_names as _stored_names
+from flows.lakehouse.parquet_fields import stored_names as _stored_names
 
 if TYPE_CHECKING:
     import pandas as pd

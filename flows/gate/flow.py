@@ -29,9 +29,9 @@ from prefect.context import FlowRunContext
 from prefect.tasks import exponential_backoff
 from prefect.transactions import get_transaction, transaction
 
-from .audit import AuditResult, audit_table, describe_failures, summarize_failures
-from .datasets import Dataset, get_dataset
-from .lakehouse import (
+from flows.audit import AuditResult, audit_table, describe_failures, summarize_failures
+from flows.datasets import Dataset, get_dataset
+from flows.lakehouse import (
     MAIN,
     BackendUnavailableError,
     BranchNotFoundError,
@@ -43,10 +43,10 @@ from .lakehouse import (
     default_backend,
     default_lakehouse,
 )
-from .lakehouse.leases import hold_branch_lease
-from .lakehouse.names import validate_branch
-from .lakehouse.sources import inspect_source
-from .reports import emit_audit_event, publish_audit_artifacts, publish_validation_report
+from flows.lakehouse.leases import hold_branch_lease
+from flows.lakehouse.names import validate_branch
+from flows.lakehouse.sources import inspect_source
+from flows.reports import emit_audit_event, publish_audit_artifacts, publish_validation_report
 
 
 class AuditFailedError(Exception):
@@ -408,8 +408,8 @@ _THIS_RUN = threading.local()  # the outcome and flow run id of the gate running
 
 def _is_gate_verdict(exc: BaseException) -> bool:
     """The gate's own answer (blocked, bad input, lakehouse refused): reported as is, whatever Prefect's state."""
-    from .audit import AuditConfigError
-    from .datasets import DatasetError
+    from flows.audit import AuditConfigError
+    from flows.datasets import DatasetError
 
     return isinstance(exc, AuditFailedError | LakehouseError | DatasetError | AuditConfigError | ValueError)
 

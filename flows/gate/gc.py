@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .lakehouse import MAIN, Branch, BranchNotFoundError, InvalidNameError
-from .lakehouse.leases import read_lease, release_stale_lease
+from flows.lakehouse import MAIN, Branch, BranchNotFoundError, InvalidNameError
+from flows.lakehouse.leases import read_lease, release_stale_lease
 
 if TYPE_CHECKING:
-    from .lakehouse.doctor import ReclaimReport
+    from flows.lakehouse.doctor import ReclaimReport
 
 GATE_BRANCH = re.compile(r"[A-Za-z0-9_-]+\.wap_[a-z][a-z0-9_]*_[0-9a-f]{8}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
@@ -90,14 +90,14 @@ def reclaim_orphan_files(client: Any, *, grace: timedelta, dry_run: bool = False
     """Delete (or list) orphan files of an embedded lakehouse; None on a backend without a directory."""
     if getattr(client, "backend", None) != "local":
         return None
-    from .lakehouse.doctor import reclaim_files
+    from flows.lakehouse.doctor import reclaim_files
 
     return reclaim_files(client.root, grace_s=grace.total_seconds(), dry_run=dry_run)
 
 
 def describe_reclaim(report: ReclaimReport, grace: timedelta) -> str:
     """One line for people: what was (or would be) reclaimed, what was kept and why."""
-    from .lakehouse.doctor import format_size
+    from flows.lakehouse.doctor import format_size
 
     if report.busy:
         return "orphan files: none reclaimed, a write is in progress (writers.lock is held): rerun `wap gc` later"

@@ -1,6 +1,6 @@
 """Create (or refresh) the committed Great Expectations project under ``gx/``.
 
-Run ``uv run python -m flows.gx_setup`` to (re)write the titanic objects. Every helper is idempotent:
+Run ``uv run python -m flows.audit.gx_project`` to (re)write the titanic objects. Every helper is idempotent:
 re-running keeps the GX ids of unchanged objects, so the JSON/YAML in git only changes when the
 suite does. ``bootstrap_dataset`` is the reusable piece (``wap suite init`` calls it for new datasets).
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
     from great_expectations.data_context import FileDataContext
 
-DEFAULT_GX_DIR = Path(__file__).resolve().parent.parent / "gx"
+DEFAULT_GX_DIR = Path(__file__).resolve().parents[2] / "gx"
 DATASOURCE_NAME = "pandas"
 BATCH_DEFINITION_NAME = "whole_dataframe"
 BATCH_PARAMETER = "dataframe"

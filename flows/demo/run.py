@@ -6,8 +6,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .demo_data import corrupt, generate_titanic, write_csv
-from .reports import artifact_key
+from flows.demo.data import corrupt, generate_titanic, write_csv
+from flows.reports import artifact_key
 
 # Defects the demo injects into its second batch; each is a category the titanic suite blocks.
 DEMO_DEFECTS = ("unknown_sex", "age_out_of_range", "duplicate_ids")
@@ -16,7 +16,7 @@ DEMO_DEFECTS = ("unknown_sex", "age_out_of_range", "duplicate_ids")
 def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None) -> None:
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME
 
-    from .wap import AuditFailedError, run_gate
+    from flows.gate.flow import AuditFailedError, run_gate
 
     console = console or Console()
     sources = lakehouse / "demo-sources"

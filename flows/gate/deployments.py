@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect.deployments.runner import RunnerDeployment
 
-from .datasets import load_datasets
-from .wap import wap
+from flows.datasets import load_datasets
+from flows.gate.flow import wap
 
 
 def build_deployments(*, backend: str, lakehouse: str) -> list[RunnerDeployment]:

@@ -18,8 +18,8 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.events import emit_event
 
 if TYPE_CHECKING:
-    from .audit import AuditResult, ExpectationOutcome
-    from .wap import GateOutcome
+    from flows.audit import AuditResult, ExpectationOutcome
+    from flows.gate.flow import GateOutcome
 
 MAX_CELL = 120
 MAX_SAMPLES = 5

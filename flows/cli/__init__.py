@@ -1,0 +1,40 @@
+"""`wap`: the command line over the gate and the lakehouse (a thin layer: the flow and the CLI share code).
+
+One module per command group, all on the app in `common`:
+    common.py     the app, exit codes, option types, error mapping, printing
+    lakehouse.py  branches, tables, log, query
+    gate.py       run, validate, demo, serve, gc
+    suite.py      `wap suite ...`
+    doctor.py     `wap doctor`
+Heavy libraries (Prefect, GX, pyiceberg) are imported inside the commands, so `wap --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Each command module registers its commands on the app; `wap --help` lists them in this order.
+import flows.cli.lakehouse  # noqa: F401
+
+# isort: split
+import flows.cli.gate  # noqa: F401
+from flows.cli.common import app, err, exit_code_for, one_line
+from flows.cli.doctor import doctor_app
+from flows.cli.suite import suite_app
+
+app.add_typer(suite_app, name="suite", help="Author expectation suites: list, show, check, init, diff.")
+app.add_typer(
+    doctor_app,
+    name="doctor",
+    help="Check the lakehouse's catalog and files; --rebuild recovers refs from the journal.",
+)
+
+__all__ = ["app", "exit_code_for", "main", "one_line"]
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,211 @@
+"""`wap run`, `wap validate`, `wap demo`, `wap serve`, `wap gc`: the gate and its housekeeping."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_BLOCKED,
+    EXIT_NOT_PUBLISHED,
+    EXIT_OK,
+    Backend,
+    LakehousePath,
+    app,
+    cli_errors,
+    err,
+    exit_code_for,
+    fail,
+    lakehouse_client,
+    one_line,
+    out,
+    print_table,
+    quiet_prefect_tracebacks,
+    track_stderr,
+)
+
+
+def _run_one(dataset: str, source: str | None, branch: str | None, backend: str, lakehouse: str, keep: bool):
+    from flows.gate.flow import run_gate
+
+    return run_gate(dataset, source, branch, backend, lakehouse, keep_failed_branch=keep)
+
+
+@app.command()
+def run(
+    dataset: Annotated[str | None, typer.Argument(help="Dataset declared in gx/datasets.yml.")] = None,
+    all_datasets: Annotated[bool, typer.Option("--all", help="Every declared dataset, concurrently.")] = False,
+    source: Annotated[str | None, typer.Option(help="Override the declared source URI.")] = None,
+    branch: Annotated[str | None, typer.Option(help="Branch name (default <user>.wap_<dataset>_<id>).")] = None,
+    keep_failed_branch: Annotated[bool, typer.Option(help="Keep the branch of a failed run.")] = False,
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
+) -> None:
+    """Write, audit and publish a dataset: exit 0 published, 1 blocked, 2 bad input, 3 not published."""
+    if all_datasets == (dataset is not None):
+        fail("error: give a DATASET or --all (not both)", EXIT_BAD_INPUT)
+    if all_datasets and (source or branch):
+        fail("error: --source and --branch apply to one dataset, not --all", EXIT_BAD_INPUT)
+    track_stderr()
+    with cli_errors(gate=True):
+        _check_backend(backend)
+        _preflight(dataset, branch)
+        from flows.gate.flow import check_prefect_api
+
+        check_prefect_api()  # before any branch exists: an unreachable API costs seconds and writes nothing
+        quiet_prefect_tracebacks()
+        if not all_datasets:
+            outcome = _run_one(dataset, source, branch, backend, lakehouse, keep_failed_branch)
+            out.print(f"published {outcome.dataset}: {outcome.rows} rows at commit {outcome.published_commit}")
+            return
+        from flows.datasets import load_datasets
+
+        names = sorted(load_datasets())
+        with ThreadPoolExecutor(max_workers=min(8, len(names)) or 1) as pool:
+            futures = {n: pool.submit(_run_one, n, None, None, backend, lakehouse, keep_failed_branch) for n in names}
+        summary = Table("dataset", "outcome", "rows", "commit / reason")
+        worst = EXIT_OK
+        for name, future in futures.items():
+            exc = future.exception()
+            if exc is None:
+                o = future.result()
+                summary.add_row(name, "published", str(o.rows), o.published_commit[:12])
+            else:
+                code = exit_code_for(exc)
+                worst = max(worst, code)
+                label = {EXIT_BLOCKED: "blocked", EXIT_NOT_PUBLISHED: "not published"}.get(code, "error")
+                summary.add_row(name, label, "", one_line(exc)[:200])
+        print_table(summary)
+        if worst:
+            raise typer.Exit(worst)
+
+
+def _preflight(dataset: str | None, branch: str | None) -> None:
+    """Reject an unknown dataset or a bad branch name before Prefect or the lakehouse is touched."""
+    from flows.datasets import get_dataset, load_datasets
+    from flows.gate.flow import validate_gate_branch
+
+    if dataset is None:
+        load_datasets()
+    else:
+        get_dataset(dataset)
+    if branch is not None:
+        validate_gate_branch(branch)
+
+
+def _check_backend(backend: str) -> None:
+    from flows.lakehouse import BACKENDS, InvalidNameError
+
+    if backend not in BACKENDS:
+        raise InvalidNameError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+
+
+@app.command()
+def validate(
+    dataset: Annotated[str, typer.Argument(help="Dataset whose checkpoint to run.")],
+    source: Annotated[str, typer.Option(help="CSV or Parquet file to audit (nothing is written).")],
+) -> None:
+    """Run the dataset's audit on a file, without touching the lakehouse: exit 0 pass, 1 fail, 2 bad input."""
+    with cli_errors():
+        from flows.audit import describe_failures, run_checkpoint, summarize_failures, table_to_dataframe
+        from flows.datasets import get_dataset
+        from flows.lakehouse.sources import read_source
+        from flows.reports import expectation_rows
+
+        spec = get_dataset(dataset)
+        result = run_checkpoint(
+            table_to_dataframe(read_source(source)), spec.checkpoint, run_name=f"{dataset}-validate"
+        )
+        table = Table("status", "expectation", "column", "observed", "unexpected", "sample")
+        for row in expectation_rows(result):
+            table.add_row(
+                row["status"],
+                row["description"],
+                row["column"],
+                row["observed_value"],
+                str(row["unexpected_count"]),
+                row["sample_unexpected_values"],
+            )
+        print_table(table)
+        if result.data_docs_url:
+            out.print(f"data docs: {result.data_docs_url}", soft_wrap=True)
+        if not result.success:
+            err.print(describe_failures(result), markup=False, highlight=False, soft_wrap=True)
+            fail(f"blocked: {dataset}: {summarize_failures(result)}", EXIT_BLOCKED)
+        out.print(f"passed: {result.statistics['successful']}/{result.statistics['evaluated']} expectations")
+
+
+@app.command()
+def demo(
+    lakehouse: LakehousePath = ".lakehouse",
+    rows: Annotated[int, typer.Option(help="Rows of generated titanic-shaped data.")] = 891,
+) -> None:
+    """Offline demo: the gate publishes clean generated data, then blocks a corrupted copy."""
+    track_stderr()
+    with cli_errors(gate=True):
+        from flows.gate.flow import check_prefect_api
+
+        check_prefect_api()
+        quiet_prefect_tracebacks()
+        from flows.demo import run_demo
+
+        run_demo(Path(lakehouse), rows=rows, console=out)
+
+
+@app.command()
+def serve(
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
+) -> None:
+    """Serve one Prefect deployment per declared dataset (with its schedule), runnable from the Prefect UI."""
+    with cli_errors():
+        _check_backend(backend)
+        from flows.gate.flow import check_prefect_api
+
+        check_prefect_api()
+        from prefect import serve as prefect_serve
+
+        from flows.gate.deployments import build_deployments
+
+        deployments = build_deployments(backend=backend, lakehouse=lakehouse)
+        out.print(f"serving {len(deployments)} deployment(s): " + ", ".join(f"wap/{d.name}" for d in deployments))
+        prefect_serve(*deployments)
+
+
+@app.command()
+def gc(
+    older_than: Annotated[str, typer.Option(help="Only branches at least this old: 90s, 30m, 24h, 7d.")] = "24h",
+    dry_run: Annotated[bool, typer.Option(help="List what would be deleted; delete nothing.")] = False,
+    force: Annotated[bool, typer.Option(help="Allow --older-than below the safe minimum (10m).")] = False,
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
+) -> None:
+    """Delete stale gate branches left by crashed runs (never main, never a branch the gate did not name,
+    never the branch of a run that is still alive)."""
+    with cli_errors():
+        from flows.gate.gc import check_min_age, collect_stale_branches, parse_duration
+
+        threshold = parse_duration(older_than)
+        check_min_age(threshold, force=force, given=older_than)
+        stale = collect_stale_branches(
+            lakehouse_client(backend, lakehouse),
+            older_than=threshold,
+            dry_run=dry_run,
+            echo=lambda line: out.print(line, markup=False, highlight=False, soft_wrap=True),
+        )
+        table = Table("branch", "age", "action")
+        for branch in stale:
+            if branch.alive:
+                action = f"kept: {branch.alive}"
+            else:
+                action = "would delete" if dry_run else ("deleted" if branch.deleted else "already gone")
+            table.add_row(branch.name, str(branch.age).split(".")[0], action)
+        if stale:
+            print_table(table)
+        else:
+            out.print(f"no gate branch older than {older_than}")

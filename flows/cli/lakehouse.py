@@ -1,0 +1,210 @@
+"""`wap branches`, `wap tables`, `wap log`, `wap query`: inspect the lakehouse (read-only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.cli.common import (
+    EXIT_BAD_INPUT,
+    Backend,
+    JsonOutput,
+    LakehousePath,
+    Ref,
+    app,
+    cli_errors,
+    fail,
+    lakehouse_client,
+    print_json,
+    print_table,
+)
+
+
+@app.command()
+def branches(backend: Backend = "local", lakehouse: LakehousePath = ".lakehouse", as_json: JsonOutput = False) -> None:
+    """List branches and the commit each points to.
+
+    --json: [{"branch": name, "commit": full hash}, ...]; the table shows 12-character hashes, which every
+    --ref accepts as a prefix.
+    """
+    with cli_errors():
+        found = lakehouse_client(backend, lakehouse).get_branches()
+        if as_json:
+            print_json([{"branch": b.name, "commit": b.hash} for b in found])
+            return
+        table = Table("branch", "commit")
+        for b in found:
+            table.add_row(b.name, b.hash[:12])
+        print_table(table)
+
+
+@app.command()
+def tables(
+    ref: Ref = "main", backend: Backend = "local", lakehouse: LakehousePath = ".lakehouse", as_json: JsonOutput = False
+) -> None:
+    """List the tables on a ref with their row counts.
+
+    --json: [{"table": namespace.name, "rows": int or null, "columns": int, "metadata_location": str or null}, ...].
+    """
+    with cli_errors():
+        found = lakehouse_client(backend, lakehouse).get_tables(ref)
+        if as_json:
+            print_json(
+                [
+                    {
+                        "table": t.fqn,
+                        "rows": t.records,
+                        "columns": len(t.fields),
+                        "metadata_location": t.metadata_location,
+                    }
+                    for t in found
+                ]
+            )
+            return
+        table = Table("table", "rows", "columns", "metadata_location")
+        for t in found:
+            table.add_row(
+                t.fqn, "" if t.records is None else str(t.records), str(len(t.fields)), t.metadata_location or ""
+            )
+        print_table(table)
+
+
+def _utc_iso(moment) -> str:
+    """ISO 8601 in UTC with an explicit offset (a naive time is the catalog's UTC)."""
+    from datetime import UTC
+
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+@app.command()
+def log(
+    ref: Ref = "main",
+    limit: Annotated[int, typer.Option(help="Most recent commits to show.")] = 20,
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
+    as_json: JsonOutput = False,
+) -> None:
+    """Show the commits of a ref, newest first, with their properties.
+
+    --json: [{"commit": full hash, "time": ISO 8601 UTC, "author", "message", "properties": {key: value}}, ...].
+    """
+    with cli_errors():
+        commits = lakehouse_client(backend, lakehouse).get_commits(ref, limit=limit)
+        if as_json:
+            print_json(
+                [
+                    {
+                        "commit": c.hash,
+                        "time": _utc_iso(c.authored_date),
+                        "author": c.author,
+                        "message": c.message,
+                        "properties": dict(sorted(c.properties.items())),
+                    }
+                    for c in commits
+                ]
+            )
+            return
+        table = Table("commit", "time", "author", "message", "properties")
+        for c in commits:
+            props = "\n".join(f"{k}={v}" for k, v in sorted(c.properties.items()))
+            table.add_row(c.hash[:12], _utc_iso(c.authored_date), c.author, c.message, props)
+        print_table(table)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="A read-only SELECT over the ref's tables.")],
+    ref: Ref = "main",
+    max_rows: Annotated[
+        int | None, typer.Option(help="Rows to print (default: 50 in the table, every row with --json).")
+    ] = None,
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
+    as_json: JsonOutput = False,
+) -> None:
+    """Run read-only SQL (DuckDB) over the tables of a ref.
+
+    --json prints an array of row objects keyed by column name. Values JSON cannot hold are written as:
+    timestamps, dates and times as ISO 8601 strings (with their offset when the column has a time zone);
+    decimals as strings (exact); binary as base64 strings; NaN, Infinity and -Infinity as the strings
+    "NaN", "Infinity", "-Infinity" (SQL NULL is null); durations and intervals as ISO 8601 durations;
+    lists as arrays, structs and string-keyed maps as objects.
+    """
+    if max_rows is not None and max_rows < 0:
+        fail("error: --max-rows must be 0 or more", EXIT_BAD_INPUT)
+    with cli_errors():
+        result = lakehouse_client(backend, lakehouse).query(sql, ref=ref)
+        if as_json:
+            rows = result if max_rows is None else result.slice(0, max_rows)
+            print_json(arrow_to_json(rows))
+            return
+        print_table(arrow_to_rich(result, 50 if max_rows is None else max_rows))
+
+
+def arrow_to_rich(result, max_rows: int) -> Table:
+    table = Table(*result.column_names)
+    for row in result.slice(0, max_rows).to_pylist():
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    if result.num_rows > max_rows:
+        table.caption = f"{max_rows} of {result.num_rows} rows"
+    return table
+
+
+def arrow_to_json(result) -> list[dict[str, object]]:
+    """Rows of an Arrow table as JSON-ready dicts (see `wap query --help` for how each type is written).
+
+    Rows are built by position, not with `to_pylist()`: a query may return two columns with the same name.
+    """
+    names = result.column_names
+    columns = [result.column(i).to_pylist() for i in range(result.num_columns)]
+    return [{names[i]: json_value(columns[i][r]) for i in range(len(names))} for r in range(result.num_rows)]
+
+
+def json_value(value: object) -> object:
+    """One Python value from Arrow, as a value `json.dumps(allow_nan=False)` accepts."""
+    import base64
+    import datetime as dt
+    import decimal
+    import math
+
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return _iso_duration(0, value.days, value.seconds * 10**9 + value.microseconds * 1000)
+    if all(hasattr(value, a) for a in ("months", "days", "nanoseconds")):  # Arrow's month-day-nano interval
+        return _iso_duration(value.months, value.days, value.nanoseconds)
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        items = [json_value(v) for v in value]
+        if items and all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) for v in value):
+            return {k: v for k, v in items}  # an Arrow map: [(key, value), ...]
+        return items
+    return str(value)  # e.g. UUID
+
+
+def _iso_duration(months: int, days: int, nanoseconds: int) -> str:
+    """`P<months>M<days>DT<seconds>S`; a wholly negative span gets one leading minus (ISO 8601-2)."""
+    parts = (months, days, nanoseconds)
+    sign = "-" if all(p <= 0 for p in parts) and any(p < 0 for p in parts) else ""
+    if sign:
+        months, days, nanoseconds = -months, -days, -nanoseconds
+    whole, frac = divmod(nanoseconds, 10**9)
+    seconds = f"{whole}.{frac:09d}".rstrip("0") if frac else str(whole)
+    return f"{sign}P{months}M{days}DT{seconds}S"
