@@ -197,8 +197,8 @@ def test_audit_outcomes_are_prefect_events(sources, lakehouse_dir, prefect_api):
 def test_write_retries_transient_backend_errors_only():
     from prefect.states import Failed
 
-    from flows.lakehouse import BackendUnavailableError, InvalidNameError
     from flows.gate.flow import _is_transient, write_to_branch
+    from flows.lakehouse import BackendUnavailableError, InvalidNameError
 
     assert write_to_branch.retries == 3
     assert _is_transient(None, None, Failed(data=BackendUnavailableError("catalog busy")))

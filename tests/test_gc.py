@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from gate_fixtures import run_cli
 
-from flows.gate.gc import collect_stale_branches, is_gate_branch, parse_duration
+from flows.gate.gc import collect_stale_branches, parse_duration
+from flows.gate.naming import is_gate_branch
 from flows.lakehouse import MAIN, InvalidNameError, connect
 from flows.lakehouse.leases import hold_branch_lease, read_lease
 

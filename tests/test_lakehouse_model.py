@@ -72,7 +72,8 @@ from hypothesis.stateful import (
 )
 from lakehouse_worker import worker_env
 
-from flows.gate.gc import collect_stale_branches, is_gate_branch
+from flows.gate.gc import collect_stale_branches
+from flows.gate.naming import is_gate_branch
 from flows.lakehouse import (
     MAIN,
     BranchExistsError,

@@ -53,8 +53,8 @@ def test_fake_key_never_leaks_from_bauplan_error_paths(prefect_api, tmp_path, mo
         assert result.stderr.strip(), "an error message is expected"
 
     # In process: the exception the flow raises, and every artifact and event it left on the server.
-    from flows.lakehouse import LakehouseError
     from flows.gate import wap
+    from flows.lakehouse import LakehouseError
 
     monkeypatch.setenv("BAUPLAN_API_KEY", FAKE_KEY)
     with pytest.raises(LakehouseError) as raised:

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# GX must never try to phone home (CI / air-gapped runners); set before GX is first imported.
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+from flows.lakehouse.protocol import ReadsTableFiles
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,6 +25,8 @@ if TYPE_CHECKING:
     from great_expectations.checkpoint import Checkpoint
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
     from great_expectations.data_context import FileDataContext
+
+    from flows.lakehouse.protocol import LakehouseClient
 
 REPO_GX_DIR = Path(__file__).resolve().parents[2] / "gx"
 BATCH_PARAMETER = "dataframe"  # the checkpoints' dataframe assets take the data under this key
@@ -249,7 +250,7 @@ def _run_stored(
 
 
 def audit_table(
-    client: Any,
+    client: LakehouseClient,
     table: str,
     *,
     ref: str,
@@ -273,7 +274,7 @@ def audit_table(
     mode = {True: "always", False: "never", None: os.environ.get("WAP_AUDIT_PUSHDOWN", "auto")}[pushdown]
     if mode not in PUSHDOWN_MODES:
         raise AuditConfigError(f"WAP_AUDIT_PUSHDOWN must be one of {', '.join(PUSHDOWN_MODES)}, got {mode!r}")
-    if mode != "never" and hasattr(client, "data_files"):
+    if mode != "never" and isinstance(client, ReadsTableFiles):
         always = mode == "always"
         result = _audit_with_pushdown(client, table, ref, namespace, checkpoint, gx_dir, run_name, always=always)
         if result is not None:
@@ -283,7 +284,7 @@ def audit_table(
 
 
 def _audit_with_pushdown(
-    client: Any,
+    client: ReadsTableFiles,
     table: str,
     ref: str,
     namespace: str | None,

@@ -85,7 +85,7 @@ def exit_code_for(exc: BaseException) -> int:
 
     # Only a gate run raises AuditFailedError, so only look for it once the flow module is loaded:
     # an error exit of a cheap command should not pay for importing Prefect.
-    wap_module = sys.modules.get("flows.gate.flow")
+    wap_module = sys.modules.get("flows.gate.outcome")
     if wap_module is not None and isinstance(exc, wap_module.AuditFailedError):
         return EXIT_BLOCKED
     if isinstance(
@@ -147,7 +147,7 @@ def _exit_now(message: str, code: int) -> NoReturn:
 
 
 def _prefect_is_gone(exc: BaseException) -> bool:
-    wap_module = sys.modules.get("flows.gate.flow")
+    wap_module = sys.modules.get("flows.gate.outcome")
     return wap_module is not None and isinstance(exc, wap_module.PrefectUnavailableError)
 
 

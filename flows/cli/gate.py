@@ -31,7 +31,7 @@ from flows.cli.common import (
 
 
 def _run_one(dataset: str, source: str | None, branch: str | None, backend: str, lakehouse: str, keep: bool):
-    from flows.gate.flow import run_gate
+    from flows.gate import run_gate
 
     return run_gate(dataset, source, branch, backend, lakehouse, keep_failed_branch=keep)
 
@@ -55,7 +55,7 @@ def run(
     with cli_errors(gate=True):
         _check_backend(backend)
         _preflight(dataset, branch)
-        from flows.gate.flow import check_prefect_api
+        from flows.gate import check_prefect_api
 
         check_prefect_api()  # before any branch exists: an unreachable API costs seconds and writes nothing
         quiet_prefect_tracebacks()
@@ -88,7 +88,7 @@ def run(
 def _preflight(dataset: str | None, branch: str | None) -> None:
     """Reject an unknown dataset or a bad branch name before Prefect or the lakehouse is touched."""
     from flows.datasets import get_dataset, load_datasets
-    from flows.gate.flow import validate_gate_branch
+    from flows.gate import validate_gate_branch
 
     if dataset is None:
         load_datasets()
@@ -148,7 +148,7 @@ def demo(
     """Offline demo: the gate publishes clean generated data, then blocks a corrupted copy."""
     track_stderr()
     with cli_errors(gate=True):
-        from flows.gate.flow import check_prefect_api
+        from flows.gate import check_prefect_api
 
         check_prefect_api()
         quiet_prefect_tracebacks()
@@ -165,7 +165,7 @@ def serve(
     """Serve one Prefect deployment per declared dataset (with its schedule), runnable from the Prefect UI."""
     with cli_errors():
         _check_backend(backend)
-        from flows.gate.flow import check_prefect_api
+        from flows.gate import check_prefect_api
 
         check_prefect_api()
         from prefect import serve as prefect_serve

@@ -16,7 +16,7 @@ DEMO_DEFECTS = ("unknown_sex", "age_out_of_range", "duplicate_ids")
 def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None) -> None:
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME
 
-    from flows.gate.flow import AuditFailedError, run_gate
+    from flows.gate import AuditFailedError, run_gate
 
     console = console or Console()
     sources = lakehouse / "demo-sources"

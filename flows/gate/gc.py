@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from flows.lakehouse import MAIN, Branch, BranchNotFoundError, InvalidNameError
+from flows.gate.naming import is_gate_branch
+from flows.lakehouse import Branch, BranchNotFoundError, InvalidNameError
 from flows.lakehouse.leases import read_lease, release_stale_lease
 
 if TYPE_CHECKING:
     from flows.lakehouse.doctor import ReclaimReport
 
-GATE_BRANCH = re.compile(r"[A-Za-z0-9_-]+\.wap_[a-z][a-z0-9_]*_[0-9a-f]{8}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Longer than any gate run we have seen; below it, a user must say --force.
@@ -48,10 +48,6 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise InvalidNameError(f"invalid duration {text!r}: use e.g. 90s, 30m, 24h, 7d")
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
-
-def is_gate_branch(name: str) -> bool:
-    return name != MAIN and GATE_BRANCH.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)

@@ -451,7 +451,8 @@ class LocalClient:
     def query(self, query: str, *, ref: str, namespace: str | None = None) -> pa.Table:
         from .sql import run_readonly_query
 
-        return run_readonly_query(self, query, ref=ref, namespace=namespace)
+        # One commit for every table of the query, even if the branch moves while the views are built.
+        return run_readonly_query(self, query, ref=self._pinned_ref(ref), namespace=namespace)
 
     def data_files(self, table: str, *, ref: str, namespace: str | None = None) -> tuple[pa.Schema, list[str]]:
         """The Arrow schema and Parquet files holding a table's rows on `ref` (no deletes are ever written)."""

@@ -23,7 +23,7 @@ from .names import DEFAULT_NAMESPACE, validate_identifier
 from .parquet_fields import children, physical_schema
 
 if TYPE_CHECKING:
-    from .local import LocalClient
+    from .protocol import ReadsTableFiles
 
 _LOCKDOWN = (
     "SET autoinstall_known_extensions = false",
@@ -47,11 +47,11 @@ def check_read_only(query: str) -> None:
             raise QueryError(f"only read-only SELECT queries are allowed, got {kind}")
 
 
-def run_readonly_query(client: LocalClient, query: str, *, ref: str, namespace: str | None = None) -> pa.Table:
+def run_readonly_query(client: ReadsTableFiles, query: str, *, ref: str, namespace: str | None = None) -> pa.Table:
+    """Run `query` over views of every table on `ref`; give a pinned ref (`branch@hash`) so that every table
+    is read at one commit even if the branch moves while the views are built."""
     check_read_only(query)
     default = validate_identifier(DEFAULT_NAMESPACE if namespace is None else namespace, "namespace")
-    # One commit for every table of the query, even if the branch moves while the views are built.
-    ref = client._pinned_ref(ref)
     con = duckdb.connect(":memory:")
     try:
         schemas = _expose_tables(con, client, ref)
@@ -77,7 +77,7 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _expose_tables(con: duckdb.DuckDBPyConnection, client: LocalClient, ref: str) -> set[str]:
+def _expose_tables(con: duckdb.DuckDBPyConnection, client: ReadsTableFiles, ref: str) -> set[str]:
     """Create a view `namespace.table` per table on `ref`; return the namespaces that hold views."""
     # A per-query prefix, so a hidden name never collides with a user's table.
     prefix = f"__wap_{uuid.uuid4().hex[:8]}_"

@@ -12,14 +12,29 @@ surrounding tables are written here.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 
 if TYPE_CHECKING:
     from flows.audit import AuditResult, ExpectationOutcome
-    from flows.gate.flow import GateOutcome
+
+
+class GateRun(Protocol):
+    """What a report needs of a gate run (`flows.gate.GateOutcome` is one): the gate imports the reports,
+    not the other way round."""
+
+    dataset: str
+    branch: str
+    source: str
+    rows: int | None
+    published_commit: str | None
+    audit: AuditResult | None
+
+    @property
+    def published(self) -> bool: ...
+
 
 MAX_CELL = 120
 MAX_SAMPLES = 5
@@ -74,7 +89,7 @@ def expectation_rows(result: AuditResult) -> list[dict[str, Any]]:
     return rows
 
 
-def render_markdown(outcome: GateOutcome, error: BaseException | None = None) -> str:
+def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str:
     """The verdict as markdown that reads well in both Prefect UIs (V1 and V2).
 
     Written for how the UIs render it: V1 never wraps table cells (a wide table is cut off at the
@@ -232,7 +247,7 @@ def publish_audit_artifacts(dataset: str, result: AuditResult) -> None:
         )
 
 
-def publish_validation_report(outcome: GateOutcome, error: BaseException | None = None) -> None:
+def publish_validation_report(outcome: GateRun, error: BaseException | None = None) -> None:
     """The markdown verdict, written once the gate knows whether it published."""
     create_markdown_artifact(
         key=artifact_key(outcome.dataset, "validation"),

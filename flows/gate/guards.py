@@ -1,0 +1,90 @@
+"""The checks that make publish merge exactly the audited commit, and the evidence it records."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prefect import get_run_logger
+from prefect.context import FlowRunContext
+
+from flows.audit import AuditResult
+from flows.datasets import Dataset
+from flows.gate.outcome import BranchChangedError, WrittenBranch
+from flows.lakehouse import BranchNotFoundError, LakehouseError, RefNotFoundError
+
+
+def check_branch_unchanged(client, branch: str, audited: str) -> None:
+    """Raise BranchChangedError, naming what changed, unless `branch` still points at the audited commit."""
+    try:
+        head = client.get_branch(branch).hash
+    except BranchNotFoundError:
+        raise BranchChangedError(
+            f"branch {branch} was deleted after its commit {audited[:12]} was audited (by `wap gc` or another"
+            " user): nothing was published"
+        ) from None
+    if head == audited:
+        return
+    try:
+        client.get_commits(f"{branch}@{audited}", limit=1)
+    except RefNotFoundError:
+        raise BranchChangedError(
+            f"branch {branch} was deleted and recreated after the audit: the audited commit {audited[:12]} is not"
+            f" on it any more (its head is {head[:12]}): nothing was published"
+        ) from None
+    raise BranchChangedError(
+        f"branch {branch} moved after the audit: audited commit {audited[:12]}, head now {head[:12]} (someone"
+        " wrote to it): nothing was published"
+    )
+
+
+@contextlib.contextmanager
+def branch_must_exist(branch: str, when: str):
+    """A lookup failure of the gate's own branch means someone deleted it under the run: say so (exit 3)."""
+    try:
+        yield
+    except (BranchNotFoundError, RefNotFoundError) as exc:
+        missing = getattr(exc, "branch", None) or getattr(exc, "ref", "").partition("@")[0]
+        if missing != branch:
+            raise
+        raise BranchChangedError(
+            f"branch {branch} was deleted {when} (by `wap gc` or another user): nothing was published"
+        ) from exc
+
+
+def audit_commit_properties(
+    dataset: Dataset, branch: str, source: str, written: WrittenBranch, audit: AuditResult
+) -> dict[str, str]:
+    """The evidence every published commit carries."""
+    flow_run = FlowRunContext.get()
+    stats = audit.statistics
+    return {
+        "wap.dataset": dataset.name,
+        "wap.table": dataset.fqn,
+        "wap.source": source,
+        "wap.branch": branch,
+        "wap.audited_commit": written.commit,
+        "wap.rows": str(written.rows),
+        "gx.suite": audit.suite_name,
+        "gx.checkpoint": audit.checkpoint_name,
+        "gx.success": str(audit.success).lower(),
+        "gx.evaluated_expectations": str(stats["evaluated"]),
+        "gx.successful_expectations": str(stats["successful"]),
+        "gx.unsuccessful_expectations": str(stats["unsuccessful"]),
+        "gx.run_id": audit.run_id,
+        "gx.run_time": audit.run_time,
+        "gx.version": audit.gx_version,
+        "prefect.flow_run_id": str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else "",
+    }
+
+
+def delete_quietly(client, branch: str) -> bool:
+    """Delete the branch if it is there; return whether this call deleted it."""
+    try:
+        if client.has_branch(branch):
+            client.delete_branch(branch)
+            return True
+    except BranchNotFoundError:
+        return False  # deleted meanwhile
+    except LakehouseError as exc:  # the branch stays visible to `wap branches` / `wap gc`
+        get_run_logger().warning(f"could not delete branch {branch}: {exc}")
+    return False

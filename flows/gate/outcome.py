@@ -1,0 +1,58 @@
+"""What a gate run produces and how it fails: the outcome, the written branch, the gate's own errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flows.audit import AuditResult, summarize_failures
+from flows.lakehouse import BackendUnavailableError, ConcurrentUpdateError, connect
+
+
+class AuditFailedError(Exception):
+    """The checkpoint failed: the data is blocked and main is unchanged."""
+
+    def __init__(self, dataset: str, result: AuditResult) -> None:
+        # One line (the CLI prints it as is); the audit task logs the detailed description.
+        super().__init__(f"{dataset}: {summarize_failures(result)}")
+        self.dataset = dataset
+        self.result = result
+
+
+class BranchChangedError(ConcurrentUpdateError):
+    """Someone else deleted, recreated or wrote to the gate's branch while it ran: nothing was published."""
+
+
+class PrefectUnavailableError(BackendUnavailableError):
+    """The Prefect API named by PREFECT_API_URL does not answer: the gate does not run, or cannot finish."""
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    """Where to write: plain values, so task parameters stay serialisable and readable in the UI."""
+
+    backend: str
+    path: str
+
+    def connect(self):
+        return connect(self.backend, self.path)
+
+
+@dataclass(frozen=True)
+class WrittenBranch:
+    rows: int
+    commit: str  # the branch head right after the import: what the audit reads and publish merges
+
+
+@dataclass
+class GateOutcome:
+    dataset: str
+    branch: str
+    source: str
+    rows: int | None = None
+    audited_commit: str | None = None  # the branch commit the audit read, and the only one publish may merge
+    published_commit: str | None = None
+    audit: AuditResult | None = field(default=None, repr=False)
+
+    @property
+    def published(self) -> bool:
+        return self.published_commit is not None

@@ -1,0 +1,116 @@
+"""How a gate runs in this process: Prefect settings (heartbeats, client retries), the Prefect API's
+reachability, and the fault-injection pause point. Tuning, kept out of the flow module."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+from flows.gate.outcome import AuditFailedError, PrefectUnavailableError
+from flows.lakehouse import LakehouseError
+
+
+def pause_point(step: str) -> None:
+    """Fault injection for the integrity tests: with ``WAP_PAUSE_AT=<step>`` the gate stops itself (SIGSTOP)
+    just before that step (``audit`` or ``publish``), so a test can change the branch under a run that is
+    provably at that point, then let it go on with SIGCONT. Unset, this does nothing."""
+    if os.environ.get("WAP_PAUSE_AT") == step:
+        import signal
+
+        print(f"paused before {step} (pid {os.getpid()})")
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def prefect_transport_error(exc: BaseException) -> bool:
+    """A transport failure of Prefect's own API client (the lakehouse raises LakehouseError subclasses)."""
+    import httpx
+
+    return isinstance(exc, httpx.TransportError)
+
+
+THIS_RUN = threading.local()  # the outcome and flow run id of the gate running in this thread (`--all`: several)
+
+
+def is_gate_verdict(exc: BaseException) -> bool:
+    """The gate's own answer (blocked, bad input, lakehouse refused): reported as is, whatever Prefect's state."""
+    from flows.audit import AuditConfigError
+    from flows.datasets import DatasetError
+
+    return isinstance(exc, AuditFailedError | LakehouseError | DatasetError | AuditConfigError | ValueError)
+
+
+def lost_prefect_message(api: str, reason: str, flow_run_id: str | None) -> str:
+    # The write task's rollback still ran (it needs the lakehouse, not Prefect): the branch is gone, or kept
+    # with --keep-failed-branch; the lease was released either way, so `wap gc` may collect a kept branch.
+    run = f"flow run {flow_run_id}" if flow_run_id else "the flow run"
+    return (
+        f"Prefect API at {api} became unreachable during the run ({reason}); main is unchanged; {run} stays"
+        f" Running in Prefect, which could not be told: `prefect flow-run delete {flow_run_id or '<id>'}` once"
+        " the server is back"
+    )
+
+
+def configured_prefect_api() -> str | None:
+    """The Prefect API the gate will report to (PREFECT_API_URL, from the environment or the profile), or
+    None when Prefect would start a temporary server of its own."""
+    from prefect.settings import PREFECT_API_URL
+
+    return (PREFECT_API_URL.value() or "").rstrip("/") or None
+
+
+def prefect_unreachable(api: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> str | None:
+    """Why the Prefect API at `api` cannot be reached (one line), or None if it answers at all.
+
+    Any HTTP answer counts as reachable (even 401 or 404: the Prefect client then reports the real problem);
+    only transport failures (refused, unresolvable, timed out, reset) count as unreachable. The certificate
+    is not checked: this only asks whether something listens, and sends no credentials.
+    """
+    import httpx
+
+    try:
+        httpx.get(f"{api}/health", timeout=httpx.Timeout(read_timeout, connect=connect_timeout), verify=False)
+    except httpx.TransportError as exc:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
+def check_prefect_api() -> None:
+    """Before any branch exists: refuse to start a gate whose Prefect API does not answer (exit 3, seconds)."""
+    api = configured_prefect_api()
+    if api and (reason := prefect_unreachable(api)):
+        raise PrefectUnavailableError(f"Prefect API at {api} is unreachable: {reason}")
+
+
+# Retries of Prefect's API client for gate runs, unless the user set PREFECT_CLIENT_MAX_RETRIES: each retry
+# of a request waits twice as long as the last (2, 4, 8 ... s), so Prefect's default of 5 spends ~62 s per
+# request on a server that has gone, and a gate makes several requests after its last step: minutes before it
+# could say so. 2 retries ride out a blip of ~6 s.
+GATE_CLIENT_MAX_RETRIES = 2
+
+
+_QUIET_SETTINGS: list[tuple[object, object]] = []  # (settings, the same as gate settings): the last pair
+_QUIET_LOCK = threading.Lock()  # `wap run --all` starts gates from several threads
+
+
+def gate_settings() -> contextlib.AbstractContextManager:
+    """Prefect's settings for a gate run: no flow-run heartbeats and `GATE_CLIENT_MAX_RETRIES`, each unless
+    the user set it. ``temporary_settings(updates=...)``, with the copied settings kept for the next run
+    (copying Prefect's settings takes ~40 ms, a tenth of a small gate run)."""
+    from prefect.context import SettingsContext, get_settings_context
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    context = get_settings_context()
+    updates: dict = {}
+    if "heartbeat_frequency" not in context.settings.flows.model_fields_set:
+        updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+    if "max_retries" not in context.settings.client.model_fields_set:
+        updates[PREFECT_CLIENT_MAX_RETRIES] = GATE_CLIENT_MAX_RETRIES
+    if not updates:  # the user's choices stand
+        return contextlib.nullcontext()
+    with _QUIET_LOCK:
+        if not _QUIET_SETTINGS or _QUIET_SETTINGS[0][0] is not context.settings:
+            quiet = context.settings.copy_with_update(updates=updates)
+            _QUIET_SETTINGS[:] = [(context.settings, quiet)]
+        quiet = _QUIET_SETTINGS[0][1]
+    return SettingsContext(profile=context.profile, settings=quiet)
