@@ -50,7 +50,12 @@ def audit(*expectations: ExpectationOutcome, data_docs_url: str | None = None) -
         run_id="nightly@2026-01-01T00:00:00Z",
         run_time="2026-01-01T00:00:00Z",
         gx_version="1.24.0",
-        statistics={"evaluated": n, "successful": passed, "unsuccessful": n - passed, "success_percent": 100 * passed / n},
+        statistics={
+            "evaluated": n,
+            "successful": passed,
+            "unsuccessful": n - passed,
+            "success_percent": 100 * passed / n,
+        },
         expectations=list(expectations),
         data_docs_url=data_docs_url,
         row_metrics="duckdb",
