@@ -32,6 +32,7 @@ from .errors import (
 )
 from .models import Branch, Commit, ImportState, TableField, TableInfo
 from .names import DEFAULT_NAMESPACE, MAIN
+from .protocol import LakehouseClient, ReadsTableFiles, StoredInDirectory
 
 Backend = Literal["local", "bauplan"]
 BACKENDS: tuple[str, ...] = ("local", "bauplan")
@@ -46,7 +47,9 @@ def default_lakehouse() -> str:
     return os.environ.get("WAP_LAKEHOUSE") or DEFAULT_LAKEHOUSE
 
 
-def connect(backend: str | None = None, lakehouse: str | os.PathLike[str] | None = None, **options: Any):
+def connect(
+    backend: str | None = None, lakehouse: str | os.PathLike[str] | None = None, **options: Any
+) -> LakehouseClient:
     """Open a lakehouse client. `lakehouse` is the embedded backend's directory (ignored by Bauplan)."""
     backend = backend or default_backend()
     if backend == "local":
@@ -75,12 +78,15 @@ __all__ = [
     "ImportFailedError",
     "ImportState",
     "InvalidNameError",
+    "LakehouseClient",
     "LakehouseError",
     "MergeConflictError",
     "QueryError",
+    "ReadsTableFiles",
     "RefNotFoundError",
     "SourceError",
     "StorageError",
+    "StoredInDirectory",
     "TableExistsError",
     "TableField",
     "TableInfo",

@@ -1,5 +1,12 @@
 """The lakehouse contract as types: what callers (the gate, the audit, the CLI) may rely on.
 
+`LakehouseClient` is the interface both backends implement (`local.LocalClient`, `bauplan_backend.BauplanClient`)
+and `connect()` returns. Its methods are a subset of `bauplan.Client`'s, with the same names and parameter names,
+narrowed to what the gate uses: refs are strings, writes name their `branch` as a required keyword, and
+`get_tables` filters by `namespace` (the SDK calls it `filter_by_namespace`). Every method raises the
+exceptions in `errors`, never a backend's own. `tests/test_architecture.py` checks both backends against it,
+statically (mypy) and by signature.
+
 `ReadsTableFiles` is an optional capability, its own protocol rather than a `hasattr` probe: a backend
 that can hand out the Parquet files of a table (the embedded one) lets the audit and `query` read them
 with DuckDB directly.
@@ -7,12 +14,80 @@ with DuckDB directly.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .models import TableInfo
+    from .models import Branch, Commit, ImportState, TableInfo
+
+
+class LakehouseClient(Protocol):
+    """A lakehouse of git-like branches over Iceberg tables; see the module docstring."""
+
+    @property
+    def backend(self) -> str:
+        """The backend's name, one of `BACKENDS` ("local", "bauplan")."""
+        ...
+
+    # ------------------------------------------------------------ branches
+    def create_branch(self, branch: str, from_ref: str) -> Branch: ...
+
+    def has_branch(self, branch: str) -> bool: ...
+
+    def get_branch(self, branch: str) -> Branch: ...
+
+    def delete_branch(self, branch: str) -> bool: ...
+
+    def get_branches(self) -> list[Branch]: ...
+
+    def get_commits(self, ref: str, *, limit: int | None = None) -> list[Commit]:
+        """The commits reachable from `ref`, newest first."""
+        ...
+
+    def merge_branch(
+        self,
+        source_ref: str,
+        into_branch: str,
+        *,
+        commit_message: str | None = None,
+        commit_properties: dict[str, str] | None = None,
+    ) -> str:
+        """Merge atomically across every table; return the new head of `into_branch`."""
+        ...
+
+    # -------------------------------------------------------------- tables
+    def get_tables(self, ref: str, *, namespace: str | None = None) -> list[TableInfo]: ...
+
+    def has_table(self, table: str, ref: str, *, namespace: str | None = None) -> bool: ...
+
+    def get_table(self, table: str, ref: str, *, namespace: str | None = None) -> TableInfo: ...
+
+    def create_table(
+        self, table: str, search_uri: str, *, branch: str, namespace: str | None = None, replace: bool = False
+    ) -> TableInfo:
+        """Create an empty table on `branch` whose schema is inferred from the source files."""
+        ...
+
+    def import_data(self, table: str, search_uri: str, *, branch: str, namespace: str | None = None) -> ImportState:
+        """Append the source's rows to the table on `branch` as one commit."""
+        ...
+
+    def scan(
+        self,
+        table: str,
+        *,
+        ref: str,
+        columns: list[str] | None = None,
+        filters: str | None = None,
+        namespace: str | None = None,
+        limit: int | None = None,
+    ) -> pa.Table: ...
+
+    def query(self, query: str, *, ref: str, namespace: str | None = None) -> pa.Table:
+        """A read-only SQL SELECT over the tables on `ref`."""
+        ...
 
 
 @runtime_checkable
@@ -22,3 +97,11 @@ class ReadsTableFiles(Protocol):
     def data_files(self, table: str, *, ref: str, namespace: str | None = None) -> tuple[pa.Schema, list[str]]:
         """The table's Arrow schema and the Parquet files holding its rows on `ref`."""
         ...
+
+
+@runtime_checkable
+class StoredInDirectory(Protocol):
+    """A backend that keeps everything under one local directory (the embedded one): leases, gc and doctor use it."""
+
+    @property
+    def root(self) -> Path: ...
