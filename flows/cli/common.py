@@ -12,11 +12,14 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from flows.lakehouse import LakehouseClient
 
 EXIT_OK, EXIT_BLOCKED, EXIT_BAD_INPUT, EXIT_NOT_PUBLISHED, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
@@ -155,10 +158,12 @@ def _drain_prefect_services() -> None:
     """Let Prefect's background workers (events, logs) finish first, so our message is the last line."""
     if "prefect" not in sys.modules:
         return
-    from prefect._internal.concurrency.services import QueueService
+    # Public path to QueueService.drain_all: the registry of service instances is one dict shared by every
+    # Prefect queue service, so this drains the log worker too, not only the events worker.
+    from prefect.events.worker import EventsWorker
 
     with suppress(Exception):  # best effort: never mask the real error
-        QueueService.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
 
 
 def _silence_prefect_after_this() -> None:
@@ -173,7 +178,7 @@ def _silence_prefect_after_this() -> None:
     logging.disable(logging.CRITICAL)
 
 
-def lakehouse_client(backend: str, lakehouse: str):
+def lakehouse_client(backend: str, lakehouse: str) -> LakehouseClient:
     from flows.lakehouse import connect
 
     return connect(backend, lakehouse)
@@ -189,11 +194,10 @@ def quiet_prefect_tracebacks() -> None:
             record.exc_text = None
             return True
 
-    from prefect.logging.configuration import PROCESS_LOGGING_CONFIG, setup_logging
+    from prefect.logging.configuration import ensure_logging_setup
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    if not PROCESS_LOGGING_CONFIG:
-        setup_logging()
+    ensure_logging_setup()
     for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
         for handler in getattr(logger, "handlers", []):
             if isinstance(handler, PrefectConsoleHandler) and not any(

@@ -24,10 +24,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from flows.gate.naming import is_gate_branch
-from flows.lakehouse import Branch, BranchNotFoundError, InvalidNameError
+from flows.lakehouse import Branch, BranchNotFoundError, InvalidNameError, LakehouseClient, StoredInDirectory
 from flows.lakehouse.leases import read_lease, release_stale_lease
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def check_min_age(older_than: timedelta, *, force: bool, given: str | None = Non
         )
 
 
-def _created_at(client, branch: Branch) -> datetime:
+def _created_at(client: LakehouseClient, branch: Branch) -> datetime:
     if branch.created_at is not None:
         return branch.created_at
     return client.get_commits(branch.name, limit=1)[0].authored_date
@@ -82,13 +82,15 @@ def orphan_grace(older_than: timedelta) -> timedelta:
     return min(older_than, FILE_GRACE)
 
 
-def reclaim_orphan_files(client: Any, *, grace: timedelta, dry_run: bool = False) -> ReclaimReport | None:
+def reclaim_orphan_files(client: LakehouseClient, *, grace: timedelta, dry_run: bool = False) -> ReclaimReport | None:
     """Delete (or list) orphan files of an embedded lakehouse; None on a backend without a directory."""
     if getattr(client, "backend", None) != "local":
         return None
     from flows.lakehouse.doctor import reclaim_files
 
-    return reclaim_files(client.root, grace_s=grace.total_seconds(), dry_run=dry_run)
+    # The embedded backend keeps its files under `root`.
+    root = cast(StoredInDirectory, client).root
+    return reclaim_files(root, grace_s=grace.total_seconds(), dry_run=dry_run)
 
 
 def describe_reclaim(report: ReclaimReport, grace: timedelta) -> str:
@@ -107,7 +109,7 @@ def describe_reclaim(report: ReclaimReport, grace: timedelta) -> str:
 
 
 def collect_stale_branches(
-    client,
+    client: LakehouseClient,
     *,
     older_than: timedelta,
     dry_run: bool = False,

@@ -10,10 +10,10 @@ from prefect.context import FlowRunContext
 from flows.audit import AuditResult
 from flows.datasets import Dataset
 from flows.gate.outcome import BranchChangedError, WrittenBranch
-from flows.lakehouse import BranchNotFoundError, LakehouseError, RefNotFoundError
+from flows.lakehouse import BranchNotFoundError, LakehouseClient, LakehouseError, RefNotFoundError
 
 
-def check_branch_unchanged(client, branch: str, audited: str) -> None:
+def check_branch_unchanged(client: LakehouseClient, branch: str, audited: str) -> None:
     """Raise BranchChangedError, naming what changed, unless `branch` still points at the audited commit."""
     try:
         head = client.get_branch(branch).hash
@@ -77,7 +77,7 @@ def audit_commit_properties(
     }
 
 
-def delete_quietly(client, branch: str) -> bool:
+def delete_quietly(client: LakehouseClient, branch: str) -> bool:
     """Delete the branch if it is there; return whether this call deleted it."""
     try:
         if client.has_branch(branch):

@@ -25,7 +25,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .protocol import LakehouseClient
 
 DEFAULT_TTL_S = 60.0
 
@@ -44,7 +47,7 @@ class LeaseInfo:
     live: bool
 
 
-def _lease_dir(client: Any) -> Path | None:
+def _lease_dir(client: LakehouseClient) -> Path | None:
     root = getattr(client, "root", None)  # only the embedded backend has a directory
     return Path(root) / "leases" if root is not None else None
 
@@ -55,7 +58,7 @@ def _lease_path(directory: Path, branch: str) -> Path:
 
 
 @contextmanager
-def hold_branch_lease(client: Any, branch: str, *, ttl_s: float | None = None) -> Iterator[None]:
+def hold_branch_lease(client: LakehouseClient, branch: str, *, ttl_s: float | None = None) -> Iterator[None]:
     """Hold a lease on `branch` for the duration of the block (a no-op on backends without a directory)."""
     directory = _lease_dir(client)
     if directory is None:
@@ -93,7 +96,9 @@ def hold_branch_lease(client: Any, branch: str, *, ttl_s: float | None = None) -
             path.unlink()
 
 
-def read_lease(client: Any, branch: str, *, ttl_s: float | None = None, now: float | None = None) -> LeaseInfo | None:
+def read_lease(
+    client: LakehouseClient, branch: str, *, ttl_s: float | None = None, now: float | None = None
+) -> LeaseInfo | None:
     """The lease on `branch`, or None if no run holds (or held and left behind) one."""
     directory = _lease_dir(client)
     if directory is None:
@@ -131,9 +136,15 @@ def _pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def release_stale_lease(client: Any, lease: LeaseInfo) -> None:
+def release_stale_lease(client: LakehouseClient, lease: LeaseInfo) -> None:
     """Remove the lease file a dead run left behind (after gc deleted its branch), unless it was retaken."""
     current = read_lease(client, lease.branch)
-    if current is not None and not current.live and (current.pid, current.host) == (lease.pid, lease.host):
+    directory = _lease_dir(client)  # not None whenever a lease was read
+    if (
+        directory is not None
+        and current is not None
+        and not current.live
+        and (current.pid, current.host) == (lease.pid, lease.host)
+    ):
         with suppress(FileNotFoundError):
-            _lease_path(_lease_dir(client), lease.branch).unlink()
+            _lease_path(directory, lease.branch).unlink()
