@@ -51,7 +51,6 @@ _VALUE_KEYS = {
     "column_values.between": frozenset({"min_value", "max_value", "strict_min", "strict_max"}),
 }
 _SHARED_NAN = float("nan")
-_MAX_RESULT_RECORDS = 200  # great_expectations.constants.MAX_RESULT_RECORDS, which pandas sampling obeys
 
 _ACTIVE: contextvars.ContextVar[ParquetTableMetrics | None] = contextvars.ContextVar("wap_pushdown", default=None)
 
@@ -362,7 +361,11 @@ class ParquetTableMetrics:
             return None  # not reported unless return_unexpected_index_query (see can_answer)
         partial = metric.metric_value_kwargs["result_format"]["partial_unexpected_count"]
         if suffix == "unexpected_values":
-            rows = self._samples(check, min(partial, _MAX_RESULT_RECORDS))
+            # GX's cap on returned values, which its pandas sampling obeys (imported here: GX is loaded by now,
+            # and this module must not load it at import time).
+            from great_expectations.constants import MAX_RESULT_RECORDS
+
+            rows = self._samples(check, min(partial, MAX_RESULT_RECORDS))
             return [self._pandas_value(check.column, v) for _, v in rows]
         return [position for position, _ in self._samples(check, partial)]  # unexpected_index_list
 
@@ -403,10 +406,8 @@ def plan(
     When that is nothing, it also computes every answer GX will ask for, before GX runs. The dependencies are GX's own
     (``Expectation.get_validation_dependencies`` on an engine holding the zero-row frame).
     """
-    from great_expectations.execution_engine.pandas_batch_data import PandasBatchData
-
     engine = engine_class()()
-    engine.load_batch_data("plan", PandasBatchData(engine, metrics_source.frame()))
+    engine.load_batch_data("plan", metrics_source.frame())  # PandasExecutionEngine wraps a DataFrame itself
     missing, needed = [], []
     # A copy, as GX's validator takes one: GX fills in defaults in place, and the checkpoint must stay as saved.
     runtime = {"result_format": copy.deepcopy(getattr(result_format, "value", result_format))}

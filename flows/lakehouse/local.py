@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog, MetastoreCatalog
@@ -40,7 +40,7 @@ from pyiceberg.expressions.parser import parse as parse_filter
 from pyiceberg.io import PY_IO_IMPL, InputFile, OutputFile, load_file_io
 from pyiceberg.io.pyarrow import PyArrowFile, PyArrowFileIO
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
-from pyiceberg.serializers import FromInputFile
+from pyiceberg.serializers import FromInputFile, ToOutputFile
 from pyiceberg.table import CommitTableResponse, Table
 from pyiceberg.table.metadata import TableMetadata, new_table_metadata
 from pyiceberg.table.sorting import UNSORTED_SORT_ORDER, SortOrder
@@ -253,7 +253,7 @@ class _RefCatalog(MetastoreCatalog):
 
     def _write_tracked(self, metadata: TableMetadata, io: Any, location: str) -> None:
         self.written.append(io.translate(location) if isinstance(io, RelocatingFileIO) else location)
-        self._write_metadata(metadata, io, location)
+        ToOutputFile.table_metadata(metadata, io.new_output(location))  # the body of MetastoreCatalog._write_metadata
 
     def _commit(self, changes: Mapping[str, str | None]) -> None:
         if not self.ref.is_head:
@@ -366,7 +366,7 @@ class LocalClient:
             namespace=ns,
             fields=[TableField(f.name, str(f.field_type), f.required) for f in tbl.schema().fields],
             records=records,
-            metadata_location=tbl.io.translate(tbl.metadata_location),
+            metadata_location=cast(RelocatingFileIO, tbl.io).translate(tbl.metadata_location),  # see _RefCatalog
             snapshot_id=snapshot.snapshot_id if snapshot else None,
         )
 
@@ -459,7 +459,8 @@ class LocalClient:
         ns, name = resolve_table_name(table, namespace)
         tbl = self._load(ns, name, ref)
         try:
-            files = [tbl.io.translate(task.file.file_path) for task in tbl.scan().plan_files()]
+            io = cast(RelocatingFileIO, tbl.io)  # every table is loaded through _RefCatalog
+            files = [io.translate(task.file.file_path) for task in tbl.scan().plan_files()]
         except OSError:
             files = None
         # DuckDB would only say "no such file" with a path: name the table, and check before reading.
