@@ -18,9 +18,9 @@ import great_expectations.expectations as gxe
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from gx_helpers import bootstrap_dataset
 
 from flows.audit import AuditConfigError, AuditResult, audit_table, get_context
-from flows.audit.gx_project import bootstrap_dataset
 from flows.lakehouse import MAIN, connect
 
 REPO_GX = Path(__file__).resolve().parents[1] / "gx"

@@ -2,10 +2,8 @@
 for large tables, `pushdown.py`). GX is imported inside the functions that need it."""
 
 from flows.audit.checkpoint import (
-    BATCH_PARAMETER,
     PUSHDOWN_MIN_ROWS,
     PUSHDOWN_MODES,
-    REPO_GX_DIR,
     AuditConfigError,
     AuditResult,
     ExpectationOutcome,
@@ -16,12 +14,12 @@ from flows.audit.checkpoint import (
     summarize_failures,
     table_to_dataframe,
 )
+from flows.audit.gx_project import BATCH_PARAMETER
 
 __all__ = [
     "BATCH_PARAMETER",
     "PUSHDOWN_MIN_ROWS",
     "PUSHDOWN_MODES",
-    "REPO_GX_DIR",
     "AuditConfigError",
     "AuditResult",
     "ExpectationOutcome",

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flows.audit.gx_project import BATCH_PARAMETER
+from flows.datasets import gx_dir as configured_gx_dir
 from flows.lakehouse.protocol import ReadsTableFiles
 
 if TYPE_CHECKING:
@@ -28,8 +30,6 @@ if TYPE_CHECKING:
 
     from flows.lakehouse.protocol import LakehouseClient
 
-REPO_GX_DIR = Path(__file__).resolve().parents[2] / "gx"
-BATCH_PARAMETER = "dataframe"  # the checkpoints' dataframe assets take the data under this key
 
 # One lock for all GX work in the process: GX's contexts, stores, metric caches and data-docs builds
 # are not thread-safe, and 1.x still keeps some process-global state (the "current" project), so two
@@ -131,18 +131,13 @@ def _combine_arrow_chunks(df: pd.DataFrame) -> None:
         df.isetitem(position, pd.Series(combined, index=df.index, name=name, copy=False))
 
 
-def _default_gx_dir() -> Path:
-    env = os.environ.get("WAP_GX_DIR")
-    return Path(env) if env else REPO_GX_DIR
-
-
 def get_context(gx_dir: Path | str | None = None) -> FileDataContext:
     """The file data context rooted at ``gx_dir`` (default: env ``WAP_GX_DIR`` or the repo's ``gx/``).
 
     Cached per directory. Raises ``AuditConfigError`` if there is no GX project there (GX would
     otherwise silently scaffold an empty one).
     """
-    root = Path(gx_dir if gx_dir is not None else _default_gx_dir()).expanduser().resolve()
+    root = Path(gx_dir if gx_dir is not None else configured_gx_dir()).expanduser().resolve()
     with _GX_LOCK:
         context = _CONTEXTS.get(root)
         if context is None:

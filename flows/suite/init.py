@@ -143,8 +143,7 @@ def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, s
 
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
-    from great_expectations.data_context import set_context
-    from great_expectations.data_context.data_context.context_factory import project_manager
+    from great_expectations.data_context import project_manager, set_context  # re-exported there
 
     from flows.audit.gx_project import BATCH_DEFINITION_NAME, DATA_DOCS_ACTION_NAME, DATASOURCE_NAME, RESULT_FORMAT
 
@@ -182,9 +181,9 @@ def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, s
         placeholder = gx.ExpectationSuite(name=dataset)
         previous_suite = _stored_suite(context, dataset) if suites.has_key(key) else None
         if previous_suite is not None:
-            from flows.audit.gx_project import _reuse_expectation_ids
+            from flows.audit.gx_project import reuse_expectation_ids
 
-            _reuse_expectation_ids(previous_suite, suite)  # unchanged rules keep their ids: git stays clean
+            reuse_expectation_ids(previous_suite, suite)  # unchanged rules keep their ids: git stays clean
             placeholder.id = previous_suite.id
             suites.update(key=key, value=placeholder)
         else:
