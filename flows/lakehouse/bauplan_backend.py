@@ -376,7 +376,7 @@ class BauplanClient:
             self._sdk = client
             return
         values = (profile, api_key, client_timeout, config_file_path)
-        options = {k: v for k, v in zip(SDK_CLIENT_OPTIONS, values, strict=True) if v is not None}
+        options: dict[str, Any] = {k: v for k, v in zip(SDK_CLIENT_OPTIONS, values, strict=True) if v is not None}
         try:
             # Opens no connection: it only resolves the key from the SDK's chain.
             self._sdk = bauplan.Client(**options)

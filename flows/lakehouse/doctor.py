@@ -361,6 +361,7 @@ class _Files:
         metadata, io, problem = self.load(location)
         if problem:
             return problem
+        assert metadata is not None and io is not None  # load() returns both when it reports no problem
         snapshot = metadata.current_snapshot()
         if snapshot is None:
             return ""
@@ -407,8 +408,9 @@ class _Files:
             if problem:
                 unsafe.setdefault(table_dir, problem)
                 continue
-            for entry in metadata.metadata_log:
-                seen.add(_path(io.translate(entry.metadata_file)))
+            assert metadata is not None and io is not None  # load() returns both when it reports no problem
+            for logged in metadata.metadata_log:
+                seen.add(_path(io.translate(logged.metadata_file)))
             for snapshot in metadata.snapshots:
                 listed = _path(io.translate(snapshot.manifest_list))
                 seen.add(listed)

@@ -7,6 +7,7 @@ allow-list before anything is written: nothing escapes the warehouse, nothing re
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 from .errors import InvalidNameError, RefNotFoundError, SourceError
@@ -110,8 +111,7 @@ def check_column_names(names: Sequence[str], *, source: str | None = None) -> No
     for position, name in enumerate(names, 1):
         if not isinstance(name, str) or not name:
             raise SourceError(f"{where}has an empty column name (column {position}): give every column a name")
-    seen: set[str] = set()
-    duplicates = sorted({name for name in names if name in seen or seen.add(name)})
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
         raise SourceError(f"{where}has duplicate column names: {', '.join(map(_shown, duplicates))}")
     folded: dict[str, str] = {}

@@ -574,6 +574,7 @@ class RefStore:
             ),
         )
         if journal is not None:
+            assert cursor.lastrowid is not None  # an INSERT into a rowid table always sets it
             journal.append((cursor.lastrowid, commit_hash, body))
         return commit_hash
 
