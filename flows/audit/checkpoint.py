@@ -369,7 +369,11 @@ def _render_description(config: Any) -> str | None:
 
     try:
         impl = get_renderer_impl(object_name=config.type, renderer_type=AtomicPrescriptiveRendererType.SUMMARY)
-        value = impl[1](configuration=config).value
+        if impl is None:  # no summary renderer for this type
+            return None
+        # A SUMMARY renderer returns RenderedAtomicContent; GX types the callable as returning any rendered content.
+        renderer: Any = impl[1]
+        value = renderer(configuration=config).value
         params = value.params or {}
     except Exception:  # rendering is cosmetic; never let it break an audit
         return None
@@ -426,67 +430,3 @@ def _outcome(r: Any) -> ExpectationOutcome:
         notes=_notes_text(config.meta),
         description=_describe_expectation(config),
     )
-
-
-def _fmt_args(kwargs: dict[str, Any]) -> str:
-    shown = {k: v for k, v in kwargs.items() if v is not None and k not in ("result_format", "catch_exceptions")}
-    return ", ".join(f"{k}={v!r}" for k, v in shown.items())
-
-
-def _is_null(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)  # NaN is the only x != x
-
-
-def _describe_one(e: ExpectationOutcome, max_examples: int) -> str:
-    target = f"column {e.column!r}" if e.column else "table"
-    head = f"{e.expectation_type} on {target}"
-    # The column list of a schema expectation is long and the mismatch below says what is wrong.
-    args = "" if e.expectation_type.startswith("expect_table_columns_to_match") else _fmt_args(e.kwargs)
-    if args:
-        head += f" ({args})"
-    if e.exception_message:
-        return f"{head}: could not be evaluated: {e.exception_message}"
-    if e.unexpected_count is not None:
-        pct = f" ({e.unexpected_percent:.2f}% of non-null rows)" if e.unexpected_percent is not None else ""
-        samples = e.partial_unexpected_list
-        if samples and all(_is_null(v) for v in samples):
-            # Null checks: the "bad values" are all null, so point at rows instead.
-            rows = ", ".join(map(str, e.partial_unexpected_index_list[:max_examples]))
-            where = f"; e.g. at rows {rows}" if rows else ""
-            pct = f" ({e.unexpected_percent:.2f}% of rows)" if e.unexpected_percent is not None else ""
-            return f"{head}: {e.unexpected_count} null value(s){pct}{where}"
-        examples = list(dict.fromkeys(map(repr, samples)))[:max_examples]
-        sample = f"; e.g. {', '.join(examples)}" if examples else ""
-        return f"{head}: {e.unexpected_count} unexpected value(s){pct}{sample}"
-    mismatched = e.details.get("mismatched") if isinstance(e.details, dict) else None
-    if isinstance(mismatched, dict) and mismatched:
-        parts = [f"{kind} columns {cols}" for kind, cols in mismatched.items()]
-        return f"{head}: {'; '.join(parts)}"
-    return f"{head}: observed {e.observed_value!r}"
-
-
-def describe_failures(result: AuditResult, max_examples: int = 5) -> str:
-    """Human-readable summary of why an audit blocked: one line per failed expectation.
-
-    Each line names the expectation, its column and arguments, and example offending values.
-    """
-    failed = result.failed
-    stats = result.statistics
-    if not failed:
-        return f"Audit passed: checkpoint {result.checkpoint_name!r}, {stats.get('evaluated')} expectations."
-    lines = [
-        f"Audit failed: checkpoint {result.checkpoint_name!r} (suite {result.suite_name!r}): "
-        f"{len(failed)} of {stats.get('evaluated', len(result.expectations))} expectations failed"
-    ]
-    lines += [f"  - {_describe_one(e, max_examples)}" for e in failed]
-    if result.data_docs_url:
-        lines.append(f"Data docs: {result.data_docs_url}")
-    return "\n".join(lines)
-
-
-def summarize_failures(result: AuditResult, max_examples: int = 5) -> str:
-    """`describe_failures` on one line: what the CLI prints and what the gate's error says."""
-    lines = describe_failures(result, max_examples).splitlines()
-    failures = [line.strip(" -") for line in lines[1:] if line.startswith("  -")]
-    stats = result.statistics
-    return f"{stats['unsuccessful']} of {stats['evaluated']} expectations failed: " + "; ".join(failures)

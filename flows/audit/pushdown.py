@@ -225,12 +225,14 @@ class ParquetTableMetrics:
         name = metric.metric_name
         if name == "table.row_count":
             return not _domain(metric) and not metric.metric_value_kwargs
-        if self._check_for(metric) is None:
+        split = self._split(name)
+        if split is None or self._check_for(metric) is None:
             return False
-        suffix = self._split(name)[1]
+        suffix = split[1]
         if suffix == "unexpected_count":
             return True
-        result_format = (metric.metric_value_kwargs or {}).get("result_format") or {}
+        value_kwargs: dict[str, Any] = metric.metric_value_kwargs or {}
+        result_format = value_kwargs.get("result_format") or {}
         if not isinstance(result_format, dict):
             return False
         if suffix == "unexpected_index_query":
@@ -270,7 +272,7 @@ class ParquetTableMetrics:
 
     def prefetch(self, metrics: Iterable[MetricConfiguration]) -> None:
         """Every count the metrics need, and every column's null count, in one pass over the files."""
-        checks = {}
+        checks: dict[str, _Check] = {}
         for metric in metrics:
             check = self._check_for(metric)
             if check is not None:
@@ -352,9 +354,10 @@ class ParquetTableMetrics:
         if metric.metric_name == "table.row_count":
             return self.row_count
         check = self._check_for(metric)
-        if check is None or not self.can_answer(metric):
+        split = self._split(metric.metric_name)
+        if check is None or split is None or not self.can_answer(metric):
             raise PushdownError(f"cannot compute {metric.metric_name} for {metric.metric_domain_kwargs}")
-        suffix = self._split(metric.metric_name)[1]
+        suffix = split[1]
         if suffix == "unexpected_count":
             return self._count(check)
         if suffix == "unexpected_index_query":
@@ -458,7 +461,7 @@ def engine_class() -> type:
         walking the engine's class hierarchy, so every pandas metric still applies.
         """
 
-        def resolve_metrics(self, metrics_to_resolve, metrics=None, runtime_configuration=None):  # type: ignore[override]
+        def resolve_metrics(self, metrics_to_resolve, metrics=None, runtime_configuration=None):
             source = _ACTIVE.get()
             if source is None:
                 return super().resolve_metrics(metrics_to_resolve, metrics, runtime_configuration)
@@ -477,7 +480,7 @@ def engine_class() -> type:
                 answered.update(super().resolve_metrics(rest, metrics, runtime_configuration))
             return answered
 
-        def get_batch_data_and_markers(self, batch_spec):  # type: ignore[override]
+        def get_batch_data_and_markers(self, batch_spec):
             batch_data, markers = super().get_batch_data_and_markers(batch_spec)
             source = _ACTIVE.get()
             if source is not None:
@@ -497,4 +500,5 @@ def install() -> None:
     """
     from great_expectations.datasource.fluent import PandasDatasource
 
-    PandasDatasource.execution_engine_override = engine_class()
+    # GX declares it `ClassVar[Optional[Type[_ExecutionEngineT]]]`, a generic ClassVar mypy cannot bind.
+    PandasDatasource.execution_engine_override = engine_class()  # type: ignore[misc]
