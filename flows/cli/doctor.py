@@ -54,13 +54,14 @@ def doctor(
             except LakehouseError as exc:  # busy, nothing to rebuild from, storage: all exit 3
                 fail(f"not rebuilt: {one_line(exc)}", EXIT_NOT_PUBLISHED)
             for o in report.branches:
+                new = (o.new or "?")[:12]  # None only for a dropped branch
                 if o.status == "kept":
-                    line = f"{o.branch}: at {o.new[:12]}"
+                    line = f"{o.branch}: at {new}"
                 elif o.status == "rolled back":
-                    line = f"{o.branch}: rolled back from {o.old[:12]} to {o.new[:12]}: {o.reason}"
+                    line = f"{o.branch}: rolled back from {(o.old or '?')[:12]} to {new}: {o.reason}"
                 elif o.status == "reset":
                     old = o.old[:12] if o.old else "?"
-                    line = f"{o.branch}: reset from {old} to a new empty commit {o.new[:12]}: {o.reason}"
+                    line = f"{o.branch}: reset from {old} to a new empty commit {new}: {o.reason}"
                 else:
                     line = f"{o.branch}: dropped (was at {(o.old or '?')[:12]}): {o.reason}"
                 out.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -73,20 +74,20 @@ def doctor(
                 soft_wrap=True,
             )
             raise typer.Exit(EXIT_OK)
-        report = check_lakehouse(lakehouse)
-        for finding in report.findings:
+        health = check_lakehouse(lakehouse)
+        for finding in health.findings:
             out.print(f"{finding.severity}: {finding.message}", markup=False, highlight=False, soft_wrap=True)
-        orphans = f"{report.orphan_files} orphan files ({format_size(report.orphan_bytes)})"
-        if report.healthy:
+        orphans = f"{health.orphan_files} orphan files ({format_size(health.orphan_bytes)})"
+        if health.healthy:
             out.print(
-                f"healthy: {report.root}: {report.branches} branches, {report.commits} commits, {orphans}",
+                f"healthy: {health.root}: {health.branches} branches, {health.commits} commits, {orphans}",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
             )
             return
         err.print(
-            f"not healthy: {report.root}: {len(report.errors)} problem(s); `wap doctor --rebuild` rebuilds the "
+            f"not healthy: {health.root}: {len(health.errors)} problem(s); `wap doctor --rebuild` rebuilds the "
             "catalog from the journal with each branch at its newest complete commit (the old catalog is kept)",
             markup=False,
             highlight=False,
