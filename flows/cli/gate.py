@@ -59,7 +59,7 @@ def run(
 
         check_prefect_api()  # before any branch exists: an unreachable API costs seconds and writes nothing
         quiet_prefect_tracebacks()
-        if not all_datasets:
+        if dataset is not None:  # exactly one of DATASET and --all, checked above
             outcome = _run_one(dataset, source, branch, backend, lakehouse, keep_failed_branch)
             out.print(f"published {outcome.dataset}: {outcome.rows} rows at commit {outcome.published_commit}")
             return
@@ -112,10 +112,10 @@ def validate(
 ) -> None:
     """Run the dataset's audit on a file, without touching the lakehouse: exit 0 pass, 1 fail, 2 bad input."""
     with cli_errors():
-        from flows.audit import describe_failures, run_checkpoint, summarize_failures, table_to_dataframe
+        from flows.audit import run_checkpoint, table_to_dataframe
         from flows.datasets import get_dataset
         from flows.lakehouse.sources import read_source
-        from flows.reports import expectation_rows
+        from flows.reports import describe_failures, expectation_rows, summarize_failures
 
         spec = get_dataset(dataset)
         result = run_checkpoint(

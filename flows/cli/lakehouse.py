@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import typer
 from rich.table import Table
@@ -188,13 +188,15 @@ def json_value(value: object) -> object:
     if isinstance(value, dt.timedelta):
         return _iso_duration(0, value.days, value.seconds * 10**9 + value.microseconds * 1000)
     if all(hasattr(value, a) for a in ("months", "days", "nanoseconds")):  # Arrow's month-day-nano interval
-        return _iso_duration(value.months, value.days, value.nanoseconds)
+        interval: Any = value
+        return _iso_duration(interval.months, interval.days, interval.nanoseconds)
     if isinstance(value, dict):
         return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         items = [json_value(v) for v in value]
         if items and all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) for v in value):
-            return {k: v for k, v in items}  # an Arrow map: [(key, value), ...]
+            pairs = cast("list[list[object]]", items)  # each (key, value) became [key, value]
+            return {k: v for k, v in pairs}  # an Arrow map: [(key, value), ...]
         return items
     return str(value)  # e.g. UUID
 
