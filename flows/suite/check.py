@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from flows.datasets import Dataset
 
@@ -168,7 +168,7 @@ def check_suites(
         users = [d for d in schemas if d in project.datasets_using(name)]
         if not datasets and name in schemas:  # a drafted suite, checked against --source
             users = [name]
-        report.problems += check_suite_file(file, [s for d in users if isinstance(s := schemas[d], TableSchema)])
+        report.problems += check_suite_file(file, [t for d in users if isinstance(t := schemas[d], TableSchema)])
         for d in users:
             known = schemas[d]
             if isinstance(known, TableSchema):
@@ -249,7 +249,7 @@ def _check_validation_definition(project: GxProject, name: str, files: list[Path
     elif project.datasources is not None:
         # Resolved like GX does: datasource, then asset, then batch definition, by name in great_expectations.yml.
         config = display_path(project.config_path)
-        assets = project.datasources.get(names["datasource"])
+        assets = project.datasources.get(cast(str, names["datasource"]))  # no name is None: checked above
         if assets is None:
             problems.append(Problem(file.path, f"datasource {names['datasource']!r} is not in {config}", "data"))
         elif names["asset"] not in assets:
@@ -279,7 +279,9 @@ def _registry() -> tuple[Any, list[str]]:
 
 def _label(index: int, raw: Any) -> str:
     kind = raw.get("type") if isinstance(raw, dict) else None
-    kwargs = raw.get("kwargs") if isinstance(raw, dict) and isinstance(raw.get("kwargs"), dict) else {}
+    kwargs = raw.get("kwargs") if isinstance(raw, dict) else None
+    if not isinstance(kwargs, dict):
+        kwargs = {}
     column = column_of(kwargs, kind)
     return (
         f"expectations[{index}]"
@@ -299,7 +301,7 @@ def _suggest(word: str, options: Iterable[str]) -> str:
 def check_suite_file(file: GxFile, schemas: list[TableSchema] | None = None) -> list[Problem]:
     """Every problem in one suite file: structure (GX's marshmallow schema), expectation types (GX's
     registry), arguments (each expectation's pydantic model), and columns against ``schemas``."""
-    from great_expectations.core.expectation_suite import ExpectationSuiteSchema
+    from great_expectations.core import ExpectationSuiteSchema
 
     if file.data is None:
         return [Problem(file.path, str(file.error))]
@@ -405,8 +407,8 @@ def _argument_errors(impl: Any, kwargs: dict[str, Any]) -> list[str]:
     except Exception as exc:  # a model validator that raised something else: still a broken expectation
         return [f"invalid arguments: {' '.join(str(exc).split())[:300]}"]
     lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
-    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lo, hi))
-    if numbers and lo > hi:
+    numbers = [v for v in (lo, hi) if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) == 2 and numbers[0] > numbers[1]:
         return [f"min_value {lo} is greater than max_value {hi}: no value can pass"]
     return []
 

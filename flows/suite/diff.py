@@ -98,9 +98,13 @@ def _expectation_list(suite: dict[str, Any]) -> list[dict[str, Any]]:
     return [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
 
 
+def _kwargs(e: dict[str, Any]) -> dict[str, Any]:
+    kwargs = e.get("kwargs")
+    return kwargs if isinstance(kwargs, dict) else {}
+
+
 def _match_key(e: dict[str, Any]) -> tuple[str, str | None]:
-    kwargs = e.get("kwargs") if isinstance(e.get("kwargs"), dict) else {}
-    return str(e.get("type")), column_of(kwargs, e.get("type"))
+    return str(e.get("type")), column_of(_kwargs(e), e.get("type"))
 
 
 def diff_expectations(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[ExpectationChange]:
@@ -139,8 +143,7 @@ def _expectation_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     details = []
     if old.get("type") != new.get("type"):
         details.append(f"type: {old.get('type')} -> {new.get('type')}")
-    old_kwargs = old.get("kwargs") if isinstance(old.get("kwargs"), dict) else {}
-    new_kwargs = new.get("kwargs") if isinstance(new.get("kwargs"), dict) else {}
+    old_kwargs, new_kwargs = _kwargs(old), _kwargs(new)
     for key in dict.fromkeys([*old_kwargs, *new_kwargs]):
         details += _value_change(key, old_kwargs.get(key, _UNSET), new_kwargs.get(key, _UNSET))
     if old.get("severity") != new.get("severity"):

@@ -10,13 +10,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from flows.datasets import Dataset, DatasetError, datasets_file, gx_dir, save_dataset, validate_dataset_name
 from flows.lakehouse.names import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
+    from great_expectations.datasource.fluent import PandasDatasource
 from .profile import Profile, profile_source
 from .project import (
     CHECKPOINTS_DIR,
@@ -162,7 +163,8 @@ def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, s
     try:
         context = gx.get_context(mode="file", context_root_dir=staging)
         try:
-            datasource = context.data_sources.get(DATASOURCE_NAME)
+            # The project's datasource is the pandas one this module adds (GX types the lookup as any datasource).
+            datasource = cast("PandasDatasource", context.data_sources.get(DATASOURCE_NAME))
         except (KeyError, ValueError):
             datasource = context.data_sources.add_pandas(name=DATASOURCE_NAME)
         asset = (
