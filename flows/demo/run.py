@@ -30,7 +30,8 @@ def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None
 
     console.rule("1/2 clean data: expected to publish")
     outcome = run_gate("titanic", source=str(clean_csv), lakehouse=str(lakehouse), backend="local")
-    console.print(f"[green]published[/]: {outcome.rows} rows at commit {outcome.published_commit[:12]}")
+    # published_commit is set: run_gate raises unless the data was published
+    console.print(f"[green]published[/]: {outcome.rows} rows at commit {(outcome.published_commit or '?')[:12]}")
 
     console.rule(f"2/2 corrupted data ({', '.join(DEMO_DEFECTS)}): expected to be blocked")
     try:

@@ -22,7 +22,7 @@ from prefect.context import FlowRunContext
 from prefect.tasks import exponential_backoff
 from prefect.transactions import get_transaction, transaction
 
-from flows.audit import AuditResult, audit_table, describe_failures
+from flows.audit import AuditResult, audit_table
 from flows.datasets import Dataset, get_dataset
 from flows.gate.guards import audit_commit_properties, branch_must_exist, check_branch_unchanged, delete_quietly
 from flows.gate.naming import default_branch_name, validate_gate_branch
@@ -45,7 +45,7 @@ from flows.lakehouse import (
 )
 from flows.lakehouse.leases import hold_branch_lease
 from flows.lakehouse.sources import inspect_source
-from flows.reports import emit_audit_event, publish_audit_artifacts, publish_validation_report
+from flows.reports import describe_failures, emit_audit_event, publish_audit_artifacts, publish_validation_report
 
 
 def _is_transient(task, task_run, state) -> bool:
@@ -76,7 +76,9 @@ def write_to_branch(
         # Refuse a source the audit would misread (e.g. columns `x` and `X`) before any branch exists.
         # (Bauplan reads the source itself, from where this process may not be able to.)
         inspect_source(source)
-    get_transaction().set("rollback", {"lakehouse": lakehouse, "branch": branch, "keep": keep_failed_branch})
+    running = get_transaction()
+    assert running is not None  # this task runs inside the flow's transaction
+    running.set("rollback", {"lakehouse": lakehouse, "branch": branch, "keep": keep_failed_branch})
     client.create_branch(branch, from_ref=MAIN)
     try:
         with branch_must_exist(branch, "while the gate was writing to it"):
@@ -231,7 +233,7 @@ def run_gate(
             raise
         api = configured_prefect_api()
         reason = prefect_unreachable(api) if api else None
-        if reason is None:
+        if api is None or reason is None:
             raise
         if outcome is not None and outcome.published:
             # The data was audited and merged; only Prefect's record of the run is missing.

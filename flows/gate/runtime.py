@@ -6,9 +6,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from typing import TYPE_CHECKING
 
 from flows.gate.outcome import AuditFailedError, PrefectUnavailableError
 from flows.lakehouse import LakehouseError
+
+if TYPE_CHECKING:
+    from prefect.settings import Settings
 
 
 def pause_point(step: str) -> None:
@@ -89,7 +93,7 @@ def check_prefect_api() -> None:
 GATE_CLIENT_MAX_RETRIES = 2
 
 
-_QUIET_SETTINGS: list[tuple[object, object]] = []  # (settings, the same as gate settings): the last pair
+_QUIET_SETTINGS: list[tuple[Settings, Settings]] = []  # (settings, the same as gate settings): the last pair
 _QUIET_LOCK = threading.Lock()  # `wap run --all` starts gates from several threads
 
 
