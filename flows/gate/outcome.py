@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flows.audit import AuditResult, summarize_failures
-from flows.lakehouse import BackendUnavailableError, ConcurrentUpdateError, connect
+from flows.audit import AuditResult
+from flows.lakehouse import BackendUnavailableError, ConcurrentUpdateError, LakehouseClient, connect
+from flows.reports import summarize_failures
 
 
 class AuditFailedError(Exception):
@@ -33,7 +34,7 @@ class Lakehouse:
     backend: str
     path: str
 
-    def connect(self):
+    def connect(self) -> LakehouseClient:
         return connect(self.backend, self.path)
 
 
