@@ -20,12 +20,12 @@ import pytest
 from flows.audit import (
     AuditConfigError,
     AuditResult,
-    describe_failures,
     get_context,
     run_checkpoint,
     table_to_dataframe,
 )
 from flows.demo.data import CORRUPTIONS, TITANIC_SCHEMA, corrupt, generate_titanic, write_csv
+from flows.reports import describe_failures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO_GX = REPO_ROOT / "gx"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from flows.audit.checkpoint import AuditResult, ExpectationOutcome
 from flows.gate.outcome import GateOutcome
-from flows.reports.prefect import MAX_CELL, MAX_SAMPLES, artifact_key, expectation_rows, render_markdown
+from flows.reports import artifact_key
+from flows.reports.markdown import MAX_CELL, MAX_SAMPLES, expectation_rows, render_markdown
 
 NOT_NULL = ExpectationOutcome(
     "expect_column_values_to_not_be_null",

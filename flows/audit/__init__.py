@@ -8,10 +8,8 @@ from flows.audit.checkpoint import (
     AuditResult,
     ExpectationOutcome,
     audit_table,
-    describe_failures,
     get_context,
     run_checkpoint,
-    summarize_failures,
     table_to_dataframe,
 )
 from flows.audit.gx_project import BATCH_PARAMETER
@@ -24,9 +22,7 @@ __all__ = [
     "AuditResult",
     "ExpectationOutcome",
     "audit_table",
-    "describe_failures",
     "get_context",
     "run_checkpoint",
-    "summarize_failures",
     "table_to_dataframe",
 ]

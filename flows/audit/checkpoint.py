@@ -364,16 +364,19 @@ def _describe_expectation(config: Any) -> str | None:
 
 
 def _render_description(config: Any) -> str | None:
-    from great_expectations.expectations.registry import get_renderer_impl
     from great_expectations.render import AtomicPrescriptiveRendererType
 
     try:
-        impl = get_renderer_impl(object_name=config.type, renderer_type=AtomicPrescriptiveRendererType.SUMMARY)
-        if impl is None:  # no summary renderer for this type
+        # GX's public rendering: ``render()`` fills ``rendered_content`` with the expectation's atomic prescriptive
+        # renderings; the SUMMARY one is the sentence ("Age values must ..."), as data docs show it.
+        expectation = config.to_domain_obj()
+        expectation.render()
+        summary = next(
+            (c for c in expectation.rendered_content or [] if c.name == AtomicPrescriptiveRendererType.SUMMARY), None
+        )
+        if summary is None:  # no summary renderer for this type
             return None
-        # A SUMMARY renderer returns RenderedAtomicContent; GX types the callable as returning any rendered content.
-        renderer: Any = impl[1]
-        value = renderer(configuration=config).value
+        value = summary.value
         params = value.params or {}
     except Exception:  # rendering is cosmetic; never let it break an audit
         return None

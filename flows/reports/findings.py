@@ -1,0 +1,76 @@
+"""What each failed expectation found, computed once from the audit result.
+
+The CLI and the flow's error (`text.py`) and the markdown report (`markdown.py`) render these same
+findings in their own words, so they can never disagree about what failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from flows.audit import ExpectationOutcome
+
+MAX_EXAMPLES = 5
+
+FindingKind = Literal["error", "nulls", "unexpected", "mismatch", "observed"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failed expectation's evidence.
+
+    ``error``: GX could not evaluate it (``message``). ``nulls``: a null check, ``count`` nulls at
+    ``rows``. ``unexpected``: ``count`` bad values, distinct ``examples`` of them. ``mismatch``: a schema
+    check, ``mismatched`` maps a kind ("missing", "unexpected") to columns. ``observed``: anything else,
+    with GX's ``observed`` value. ``percent`` is of all rows for nulls, of non-null rows otherwise.
+    """
+
+    outcome: ExpectationOutcome
+    kind: FindingKind
+    message: str | None = None
+    count: int | None = None
+    percent: float | None = None
+    rows: list[int] = field(default_factory=list)
+    examples: list[Any] = field(default_factory=list)
+    mismatched: dict[str, Any] = field(default_factory=dict)
+    observed: Any = None
+
+
+def is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # NaN is the only x != x
+
+
+def finding(e: ExpectationOutcome, max_examples: int = MAX_EXAMPLES) -> Finding:
+    if e.exception_message:
+        return Finding(e, "error", message=e.exception_message)
+    if e.unexpected_count is not None:
+        samples = list(e.partial_unexpected_list or [])
+        if samples and all(is_null(v) for v in samples):
+            # Null checks: the "bad values" are all null, so point at rows instead.
+            rows = list((e.partial_unexpected_index_list or [])[:max_examples])
+            return Finding(e, "nulls", count=e.unexpected_count, percent=e.unexpected_percent, rows=rows)
+        return Finding(
+            e,
+            "unexpected",
+            count=e.unexpected_count,
+            percent=e.unexpected_percent,
+            examples=_distinct(samples)[:max_examples],
+        )
+    mismatched = e.details.get("mismatched") if isinstance(e.details, dict) else None
+    if isinstance(mismatched, dict) and mismatched:
+        return Finding(e, "mismatch", mismatched=mismatched)
+    return Finding(e, "observed", observed=e.observed_value)
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    """First occurrences, in order (values may be unhashable: lists, dicts)."""
+    seen: set[str] = set()
+    kept = []
+    for value in values:
+        key = repr(value)
+        if key not in seen:
+            seen.add(key)
+            kept.append(value)
+    return kept

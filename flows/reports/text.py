@@ -1,0 +1,67 @@
+"""The audit's verdict as plain text: the lines the flow logs and `wap validate` prints, and the one line
+the CLI ends with (and the gate's `AuditFailedError` says)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flows.reports.findings import MAX_EXAMPLES, Finding, finding
+
+if TYPE_CHECKING:
+    from flows.audit import AuditResult, ExpectationOutcome
+
+
+def describe_failures(result: AuditResult, max_examples: int = MAX_EXAMPLES) -> str:
+    """Human-readable summary of why an audit blocked: one line per failed expectation.
+
+    Each line names the expectation, its column and arguments, and example offending values.
+    """
+    failed = result.failed
+    stats = result.statistics
+    if not failed:
+        return f"Audit passed: checkpoint {result.checkpoint_name!r}, {stats.get('evaluated')} expectations."
+    lines = [
+        f"Audit failed: checkpoint {result.checkpoint_name!r} (suite {result.suite_name!r}): "
+        f"{len(failed)} of {stats.get('evaluated', len(result.expectations))} expectations failed"
+    ]
+    lines += [f"  - {describe_finding(finding(e, max_examples))}" for e in failed]
+    if result.data_docs_url:
+        lines.append(f"Data docs: {result.data_docs_url}")
+    return "\n".join(lines)
+
+
+def summarize_failures(result: AuditResult, max_examples: int = MAX_EXAMPLES) -> str:
+    """`describe_failures` on one line: what the CLI prints and what the gate's error says."""
+    failures = [describe_finding(finding(e, max_examples)) for e in result.failed]
+    stats = result.statistics
+    return f"{stats['unsuccessful']} of {stats['evaluated']} expectations failed: " + "; ".join(failures)
+
+
+def describe_finding(f: Finding) -> str:
+    head = _head(f.outcome)
+    if f.kind == "error":
+        return f"{head}: could not be evaluated: {f.message}"
+    if f.kind == "nulls":
+        pct = f" ({f.percent:.2f}% of rows)" if f.percent is not None else ""
+        where = f"; e.g. at rows {', '.join(map(str, f.rows))}" if f.rows else ""
+        return f"{head}: {f.count} null value(s){pct}{where}"
+    if f.kind == "unexpected":
+        pct = f" ({f.percent:.2f}% of non-null rows)" if f.percent is not None else ""
+        sample = f"; e.g. {', '.join(map(repr, f.examples))}" if f.examples else ""
+        return f"{head}: {f.count} unexpected value(s){pct}{sample}"
+    if f.kind == "mismatch":
+        return f"{head}: {'; '.join(f'{kind} columns {cols}' for kind, cols in f.mismatched.items())}"
+    return f"{head}: observed {f.observed!r}"
+
+
+def _head(e: ExpectationOutcome) -> str:
+    target = f"column {e.column!r}" if e.column else "table"
+    head = f"{e.expectation_type} on {target}"
+    # The column list of a schema expectation is long and the mismatch says what is wrong.
+    args = "" if e.expectation_type.startswith("expect_table_columns_to_match") else _arguments(e.kwargs)
+    return f"{head} ({args})" if args else head
+
+
+def _arguments(kwargs: dict[str, Any]) -> str:
+    shown = {k: v for k, v in kwargs.items() if v is not None and k not in ("result_format", "catch_exceptions")}
+    return ", ".join(f"{k}={v!r}" for k, v in shown.items())
