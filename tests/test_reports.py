@@ -1,4 +1,5 @@
-"""The report renderers on their own: markdown verdict and expectation table, no Prefect server, no GX run.
+"""The report renderers (`flows.reports.markdown`) on their own: markdown verdict and expectation rows,
+no Prefect server, no GX run.
 
 The gate tests read these reports back from a real Prefect server; here each outcome the gate can end in
 (published, blocked by the audit, errored before or after the audit) is rendered directly from the
