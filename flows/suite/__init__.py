@@ -22,7 +22,7 @@ from .check import CheckReport, Problem, TableSchema, check_suite_file, check_su
 from .diff import ExpectationChange, SuiteDiff, committed_text, diff_expectations, diff_suite
 from .init import InitResult, init_suite, recover_init
 from .listing import ExpectationView, SuiteSummary, SuiteView, column_of, list_suites, notes_text, show_suite
-from .profile import ColumnProfile, Profile, gate_dtypes, numeric_bounds, profile_source, unbounded_reason
+from .profile import ColumnProfile, Profile, gate_dtypes, numeric_bounds, profile_source
 from .project import GxFile, GxProject, SuiteError, display_path, load_project, resolve_suite
 from .starter import build_suite
 
@@ -61,5 +61,4 @@ __all__ = [
     "resolve_suite",
     "show_suite",
     "source_schema",
-    "unbounded_reason",
 ]

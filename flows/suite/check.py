@@ -10,12 +10,10 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 
 from flows.datasets import Dataset
 
-if TYPE_CHECKING:
-    pass
 from .listing import column_of
 from .project import (
     _COLUMN_ARGS,
@@ -370,7 +368,7 @@ def _flatten_messages(value: Any) -> str:
     return str(value)
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def short(value: Any, limit: int = 60) -> str:
     text = json.dumps(value, default=str)  # JSON notation: what people see in the file they edit
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -400,7 +398,7 @@ def _argument_errors(impl: Any, kwargs: dict[str, Any]) -> list[str]:
                 reasons = " or ".join(
                     dict.fromkeys(m for m in msgs if m != "value is not a valid dict" or len(msgs) == 1)
                 )
-                messages.append(f"invalid argument {name}={_short(kwargs.get(name))}: {reasons}")
+                messages.append(f"invalid argument {name}={short(kwargs.get(name))}: {reasons}")
         if not messages:  # cross-argument rules (e.g. "min_value and max_value cannot both be None")
             messages += by_field.get("__root__", [])
         return messages

@@ -7,13 +7,11 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    pass
-from .check import _short
+from .check import short
 from .listing import column_of, notes_text
-from .project import GxProject, SuiteError, _read_json, display_path, load_project, resolve_suite
+from .project import GxProject, SuiteError, display_path, load_project, read_json, resolve_suite
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ def diff_suite(dataset: str, project: GxProject | None = None) -> SuiteDiff:
     path = project.suite_path(name)
     current: dict[str, Any] | None = None
     if path.exists():
-        current, error = _read_json(path)
+        current, error = read_json(path)
         if current is None:
             raise SuiteError(f"cannot read {display_path(path)}: {error}")
     status, old_text, message = committed_text(path)
@@ -168,11 +166,11 @@ def _value_change(key: str, old: Any, new: Any) -> list[str]:
         # A value set or column list: the members that came and went say more than two long lists.
         added = [v for v in new if v not in old]
         removed = [v for v in old if v not in new]
-        parts = ([f"+{_short(added)}"] if added else []) + ([f"-{_short(removed)}"] if removed else [])
+        parts = ([f"+{short(added)}"] if added else []) + ([f"-{short(removed)}"] if removed else [])
         return [f"{key}: {' '.join(parts) or 'reordered'}"]
 
     def show(value: Any) -> str:
-        return "(unset)" if value is _UNSET else _short(value)
+        return "(unset)" if value is _UNSET else short(value)
 
     return [f"{key}: {show(old)} -> {show(new)}"]
 

@@ -176,25 +176,20 @@ def _nice_step(span: float) -> float:
 def numeric_bounds(column: ColumnProfile) -> tuple[float | int, float | int | None] | None:
     """(min_value, max_value) with a margin; id-like columns get no upper bound (new ids grow).
 
-    None when the column cannot be bounded (no finite values, or infinities); ``unbounded_reason`` says why.
+    None when the column cannot be bounded (no finite values, or infinities).
     """
-    bounds, _ = _bounds(column)
+    bounds, _ = range_bounds(column)
     return bounds
 
 
-def unbounded_reason(column: ColumnProfile) -> str | None:
-    """Why a numeric column gets no range rule (None: it gets one, or it is not numeric)."""
-    return _bounds(column)[1]
-
-
-def _bounds(column: ColumnProfile) -> tuple[tuple[float | int, float | int | None] | None, str | None]:
+def range_bounds(column: ColumnProfile) -> tuple[tuple[float | int, float | int | None] | None, str | None]:
     if column.min is None or column.max is None:
         only_nan = column.kind == "float" and column.nulls < column.rows
         return None, "it held no number other than NaN" if only_nan else None
     lo, hi = float(column.min), float(column.max)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return None, (
-            f"it held infinite values ({_fmt(column.min)} .. {_fmt(column.max)}), which a range rule would reject; "
+            f"it held infinite values ({fmt(column.min)} .. {fmt(column.max)}), which a range rule would reject; "
             "if they are errors, add expect_column_values_to_be_between with the real valid range"
         )
     try:
@@ -258,7 +253,7 @@ def _exact_bounds(column: ColumnProfile, lo: float, hi: float) -> tuple[float | 
     return low_f, high_f
 
 
-def _mostly(column: ColumnProfile) -> float | None:
+def mostly_for(column: ColumnProfile) -> float | None:
     """``mostly`` for the completeness check: observed completeness minus a margin, rounded down.
 
     The margin is half the smaller of the null and non-null rates, at least one point: 19.9% nulls
@@ -270,13 +265,13 @@ def _mostly(column: ColumnProfile) -> float | None:
     return value if value >= 0.01 else None
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
 
 
-def _categorical(column: ColumnProfile) -> bool:
+def is_categorical(column: ColumnProfile) -> bool:
     if column.values is None or not column.values or column.id_like:
         return False
     distinct, present = len(column.values), column.rows - column.nulls

@@ -6,16 +6,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from flows.audit import AuditConfigError
 from flows.datasets import Dataset, DatasetError, datasets_file, gx_dir, load_datasets
-
-if TYPE_CHECKING:
-    pass
-
 
 SUITES_DIR = "expectations"
 VALIDATION_DEFINITIONS_DIR = "validation_definitions"
@@ -104,7 +100,7 @@ def _ref_name(ref: Any) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -124,7 +120,7 @@ def _json_files(folder: Path, kind: str, *, nested: bool) -> dict[str, GxFile]:
         return files
     for path in sorted(folder.rglob("*.json") if nested else folder.glob("*.json")):
         name = ".".join(path.relative_to(folder).with_suffix("").parts)
-        data, error = _read_json(path)
+        data, error = read_json(path)
         files[name] = GxFile(kind, name, path, data, error)
     return files
 

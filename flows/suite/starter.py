@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
-from .profile import RANGE_MARGIN, ROW_COUNT_FACTOR, Profile, _bounds, _categorical, _fmt, _mostly, gate_dtypes
+from .profile import RANGE_MARGIN, ROW_COUNT_FACTOR, Profile, fmt, gate_dtypes, is_categorical, mostly_for, range_bounds
 
 
 def build_suite(dataset: str, profile: Profile) -> ExpectationSuite:
@@ -51,7 +51,7 @@ def build_suite(dataset: str, profile: Profile) -> ExpectationSuite:
                     meta=notes(f"{c.name} was complete when profiled (0 nulls in {n:,} rows): any null is a defect."),
                 )
             )
-        elif (mostly := _mostly(c)) is not None:
+        elif (mostly := mostly_for(c)) is not None:
             exps.append(
                 gxe.ExpectColumnValuesToNotBeNull(
                     column=c.name,
@@ -75,7 +75,7 @@ def build_suite(dataset: str, profile: Profile) -> ExpectationSuite:
             else:
                 exps.append(gxe.ExpectColumnValuesToBeInTypeList(column=c.name, type_list=dtypes, meta=type_note))
         # --- domain: a value set for a few categories, else a range for numbers
-        if _categorical(c):
+        if is_categorical(c):
             exps.append(
                 gxe.ExpectColumnValuesToBeInSet(
                     column=c.name,
@@ -87,14 +87,14 @@ def build_suite(dataset: str, profile: Profile) -> ExpectationSuite:
                 )
             )
         elif c.kind in ("integer", "float"):
-            bounds, reason = _bounds(c)
+            bounds, reason = range_bounds(c)
             if bounds is None:
                 if reason:
                     unbounded.append(f"{c.name} ({reason})")
             else:
                 low, high = bounds
                 why = (
-                    f"{c.name} ranged {_fmt(c.min)} .. {_fmt(c.max)} when profiled; the bounds add a margin of "
+                    f"{c.name} ranged {fmt(c.min)} .. {fmt(c.max)} when profiled; the bounds add a margin of "
                     f"{RANGE_MARGIN:.0%} of that span" + (" and stay non-negative" if (c.min or 0) >= 0 else "") + ". "
                     "They catch sign, unit and scale errors; set them to the real valid range."
                 )
