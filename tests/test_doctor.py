@@ -106,6 +106,7 @@ def damage(original: Original, lake: Path, how: str) -> str:
     raise AssertionError(how)
 
 
+@pytest.mark.subprocess
 def test_a_healthy_lakehouse_is_reported_healthy_and_nothing_is_written(original: Original, tmp_path: Path) -> None:
     lake = copy_of(original, tmp_path)
     before = {p: p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()}
@@ -121,6 +122,7 @@ CASES = {"truncated": 0, "garbage": 0, "deleted": 0, "metadata": 1, "data": 1}
 
 
 @pytest.mark.parametrize("how", list(CASES))
+@pytest.mark.subprocess
 def test_doctor_reports_the_damage_and_rebuild_recovers_the_refs(original: Original, tmp_path: Path, how: str):
     lake = copy_of(original, tmp_path)
     needle = damage(original, lake, how)
@@ -161,6 +163,7 @@ def test_doctor_reports_the_damage_and_rebuild_recovers_the_refs(original: Origi
     assert check_lakehouse(lake).healthy, check_lakehouse(lake).findings
 
 
+@pytest.mark.subprocess
 def test_rebuild_refuses_while_another_process_is_writing(original: Original, tmp_path: Path) -> None:
     lake = copy_of(original, tmp_path)
     damage(original, lake, "garbage")
@@ -193,6 +196,8 @@ def test_rebuild_refuses_while_another_process_is_writing(original: Original, tm
         os.close(fd)
 
 
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_sigkill_during_rebuild_leaves_the_old_or_the_new_state_and_a_rerun_succeeds(
     original: Original, tmp_path: Path
 ) -> None:
@@ -255,3 +260,31 @@ def test_a_lagging_journal_is_a_warning_and_a_rebuild_completes_it(original: Ori
     rebuild_catalog(lake)
     assert {b.name: b.hash for b in connect("local", lake).get_branches()} == original.heads
     assert rows(lake, MAIN) == rows(original.lake, MAIN)
+
+
+@pytest.mark.subprocess
+@pytest.mark.crash
+def test_sigkill_during_doctor_check_changes_nothing(original: Original, tmp_path: Path) -> None:
+    """`wap doctor` only reads: killed at any moment, it leaves every file as it was, and the next check
+    (and every read) still works."""
+    rng = random.Random(SEED)
+    lake = copy_of(original, tmp_path)
+    before = {p: p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()}
+    started = time.monotonic()
+    assert wap("doctor", "--lakehouse", str(lake)).returncode == 0
+    duration = time.monotonic() - started
+    for attempt in range(KILLS):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "doctor", "--lakehouse", str(lake)],
+            env=worker_env(),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(duration * rng.uniform(0.3, 1.0))  # mostly while it walks the catalog and the files
+        proc.kill()
+        proc.wait()
+        after = {p: p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()}
+        assert after == before, f"attempt {attempt} (seed {SEED}): a killed `wap doctor` changed files"
+    assert wap("doctor", "--lakehouse", str(lake)).returncode == 0
+    assert {b.name: b.hash for b in connect("local", lake).get_branches()} == original.heads
