@@ -1,8 +1,10 @@
 """The lakehouse layer: one client interface, two backends.
 
-`connect()` returns a client whose methods follow `bauplan.Client`'s names and parameters
-(create_branch, has_branch, delete_branch, get_branches, create_table, import_data, has_table,
-get_table, scan, query, merge_branch, get_commits). The embedded "local" backend is the default;
+`connect()` returns a `LakehouseClient` (protocol.py), whose methods follow `bauplan.Client`'s names and
+parameters (create_branch, has_branch, get_branch, delete_branch, get_branches, get_commits, merge_branch,
+get_tables, has_table, get_table, create_table, import_data, scan, query). Optional capabilities are their
+own protocols, checked with isinstance: `ReadsTableFiles` (DuckDB reads the Parquet files directly) and
+`StoredInDirectory` (leases, gc and doctor work on the directory). The embedded "local" backend is the default;
 "bauplan" passes through to the hosted service. Both raise the exceptions in `errors`.
 """
 
