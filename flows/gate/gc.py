@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from flows.gate.naming import is_gate_branch
 from flows.lakehouse import Branch, BranchNotFoundError, InvalidNameError, LakehouseClient, StoredInDirectory
@@ -84,13 +84,11 @@ def orphan_grace(older_than: timedelta) -> timedelta:
 
 def reclaim_orphan_files(client: LakehouseClient, *, grace: timedelta, dry_run: bool = False) -> ReclaimReport | None:
     """Delete (or list) orphan files of an embedded lakehouse; None on a backend without a directory."""
-    if getattr(client, "backend", None) != "local":
+    if not isinstance(client, StoredInDirectory):  # the embedded backend keeps its files under `root`
         return None
     from flows.lakehouse.doctor import reclaim_files
 
-    # The embedded backend keeps its files under `root`.
-    root = cast(StoredInDirectory, client).root
-    return reclaim_files(root, grace_s=grace.total_seconds(), dry_run=dry_run)
+    return reclaim_files(client.root, grace_s=grace.total_seconds(), dry_run=dry_run)
 
 
 def describe_reclaim(report: ReclaimReport, grace: timedelta) -> str:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .protocol import StoredInDirectory
+
 if TYPE_CHECKING:
     from .protocol import LakehouseClient
 
@@ -48,8 +50,8 @@ class LeaseInfo:
 
 
 def _lease_dir(client: LakehouseClient) -> Path | None:
-    root = getattr(client, "root", None)  # only the embedded backend has a directory
-    return Path(root) / "leases" if root is not None else None
+    # Only the embedded backend has a directory.
+    return Path(client.root) / "leases" if isinstance(client, StoredInDirectory) else None
 
 
 def _lease_path(directory: Path, branch: str) -> Path:
