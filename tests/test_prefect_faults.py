@@ -23,6 +23,8 @@ from ui_helpers import clean_env, free_port, start_prefect_server
 from flows.demo.data import generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.crash]
+
 BRANCH = "alice.wap_titanic_5e1ec7ed"
 
 
@@ -81,7 +83,9 @@ def test_unreachable_prefect_api_is_exit_3_in_seconds_and_writes_nothing(command
 def test_prefect_server_killed_mid_run_is_exit_3_one_line_main_untouched(clean_csv, tmp_path):
     server = start_prefect_server(tmp_path / "server")
     lake = tmp_path / "lake"
-    env = _env(tmp_path, server.api_url, WAP_PAUSE_AT="audit", WAP_LEASE_TTL="2")
+    # PREFECT_CLIENT_MAX_RETRIES=2, as a user who wants a quick answer when the server dies sets it
+    # (Prefect's default of 5 retries spends ~62 s per request before the same exit 3 and message).
+    env = _env(tmp_path, server.api_url, WAP_PAUSE_AT="audit", WAP_LEASE_TTL="2", PREFECT_CLIENT_MAX_RETRIES="2")
     stderr_lines: list[str] = []
     paused = threading.Event()
     gate = subprocess.Popen(

@@ -126,12 +126,11 @@ def _fields_set_tracks_env() -> str | None:
 
     for env, group, name in [
         ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "flows", "heartbeat_frequency"),
-        ("PREFECT_CLIENT_MAX_RETRIES", "client", "max_retries"),
     ]:
         fields = Settings.model_fields[group].annotation.model_fields  # type: ignore[union-attr]
         if name not in fields:
             return f"Settings.{group} has no field {name!r} (fields {sorted(fields)})"
-        with environ(**{env: "45"}):  # valid for both (the heartbeat needs >= 30)
+        with environ(**{env: "45"}):  # the heartbeat needs >= 30
             set_by_user = name in getattr(Settings(), group).model_fields_set
         with environ(**{env: None}):
             unset = name not in getattr(Settings(), group).model_fields_set
@@ -468,7 +467,7 @@ CONTRACTS = [
         expect_params("prefect.settings.Settings.copy_with_update", ["self", "updates"], exact=False),
     ),
     Contract(
-        "prefect.settings.Settings.flows.heartbeat_frequency / client.max_retries (model_fields_set)",
+        "prefect.settings.Settings.flows.heartbeat_frequency (model_fields_set)",
         PREFECT,
         "the fields exist and model_fields_set names them only when the user set them",
         "flows/gate/runtime.py (gate_settings)",

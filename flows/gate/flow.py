@@ -209,8 +209,7 @@ def run_gate(
     (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``). Heartbeats let a server notice a worker that died; here the
     run lives and dies with the caller's own process, and stopping the heartbeat thread adds up to 1 s
     to every run (it sleeps in 1 s steps). Deployments (``wap serve``) run the flow with heartbeats.
-    Prefect's client retries a failed request `GATE_CLIENT_MAX_RETRIES` times unless the user set
-    ``PREFECT_CLIENT_MAX_RETRIES``.
+    Prefect's client retries failed requests as configured (``PREFECT_CLIENT_MAX_RETRIES``, see `gate_settings`).
 
     If the run fails and the configured Prefect API no longer answers, the failure is reported as
     `PrefectUnavailableError` (exit 3) naming the API, not as whatever Prefect's client raised on the way

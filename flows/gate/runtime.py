@@ -86,32 +86,28 @@ def check_prefect_api() -> None:
         raise PrefectUnavailableError(f"Prefect API at {api} is unreachable: {reason}")
 
 
-# Retries of Prefect's API client for gate runs, unless the user set PREFECT_CLIENT_MAX_RETRIES: each retry
-# of a request waits twice as long as the last (2, 4, 8 ... s), so Prefect's default of 5 spends ~62 s per
-# request on a server that has gone, and a gate makes several requests after its last step: minutes before it
-# could say so. 2 retries ride out a blip of ~6 s.
-GATE_CLIENT_MAX_RETRIES = 2
-
-
 _QUIET_SETTINGS: list[tuple[Settings, Settings]] = []  # (settings, the same as gate settings): the last pair
 _QUIET_LOCK = threading.Lock()  # `wap run --all` starts gates from several threads
 
 
 def gate_settings() -> contextlib.AbstractContextManager:
-    """Prefect's settings for a gate run: no flow-run heartbeats and `GATE_CLIENT_MAX_RETRIES`, each unless
-    the user set it. What the public ``temporary_settings(set_defaults=...)`` does, with the copied settings
-    kept for the next run: that copy costs 47-178 ms per run on this 2-core machine (0.05-0.2 ms cached), 10-35%
-    of a warm 0.5 s gate run. The price is Prefect internals (``SettingsContext`` built by hand,
-    ``copy_with_update``, ``model_fields_set``), guarded by tests/test_upstream_contract.py."""
+    """Prefect's settings for a gate run: no flow-run heartbeats unless the user set a frequency.
+
+       Prefect's client retries (``PREFECT_CLIENT_MAX_RETRIES``, default 5: ~62 s per request) stay as they
+       are: a busy server answers 503 for seconds at a time (eight gates at once on a SQLite-backed server did),
+       and a gate that gave up after 2 retries failed runs that would have published. A user who prefers a
+       quick "not published" when the server has died sets ``PREFECT_CLIENT_MAX_RETRIES=2`` (~6 s per request).
+    What the public ``temporary_settings(set_defaults=...)`` does, with the copied settings
+       kept for the next run: that copy costs 47-178 ms per run on this 2-core machine (0.05-0.2 ms cached), 10-35%
+       of a warm 0.5 s gate run. The price is Prefect internals (``SettingsContext`` built by hand,
+       ``copy_with_update``, ``model_fields_set``), guarded by tests/test_upstream_contract.py."""
     from prefect.context import SettingsContext, get_settings_context
-    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 
     context = get_settings_context()
     updates: dict = {}
     if "heartbeat_frequency" not in context.settings.flows.model_fields_set:
         updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
-    if "max_retries" not in context.settings.client.model_fields_set:
-        updates[PREFECT_CLIENT_MAX_RETRIES] = GATE_CLIENT_MAX_RETRIES
     if not updates:  # the user's choices stand
         return contextlib.nullcontext()
     with _QUIET_LOCK:
