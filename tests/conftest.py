@@ -18,6 +18,20 @@ os.environ.pop("PREFECT_API_URL", None)  # tests start their own servers
 
 pytest_plugins = ["gate_fixtures"]
 
+# What keeps a test out of the fast tier (`-m "not slow"`): each of these marks implies `slow`.
+SLOW_KINDS = ("live", "browser", "server", "subprocess", "crash", "soak")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects, so the added marks count
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`server` on every test that needs the Prefect test server (however indirectly), `slow` on every
+    test of a slow kind: a new server test cannot land in the fast tier by forgetting a mark."""
+    for item in items:
+        if "prefect_api" in getattr(item, "fixturenames", ()) and item.get_closest_marker("server") is None:
+            item.add_marker(pytest.mark.server)
+        if item.get_closest_marker("slow") is None and any(item.get_closest_marker(k) for k in SLOW_KINDS):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def lakehouse(lakehouse_dir: Path):

@@ -97,7 +97,7 @@ def read_like_lakehouse(path: Path) -> pa.Table:
 # --- the suite accepts good data ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n_rows", [891, 50_000, 200_000])
+@pytest.mark.parametrize("n_rows", [891, 50_000, pytest.param(200_000, marks=pytest.mark.soak)])
 def test_suite_passes_on_generated_data(gx_dir: Path, n_rows: int) -> None:
     result = audit(generate_titanic(n_rows, seed=n_rows), gx_dir)
     assert result.success, describe_failures(result)
@@ -137,6 +137,7 @@ def test_corruption_is_blocked_by_the_right_expectation(gx_dir: Path, base_table
     assert result.statistics["unsuccessful"] == len(EXPECTED_FAILURES[kind])
 
 
+@pytest.mark.soak
 def test_corruptions_are_blocked_at_scale(gx_dir: Path) -> None:
     """Thresholds (mostly, row counts) must not let defects through on big tables either."""
     big = generate_titanic(100_000, seed=7)
@@ -244,6 +245,7 @@ def test_context_is_cached_per_directory(gx_dir: Path) -> None:
     assert get_context(gx_dir) is get_context(str(gx_dir))
 
 
+@pytest.mark.soak
 def test_concurrent_audits_do_not_mix_results(gx_dir: Path, base_table: pa.Table) -> None:
     cases = ["ok", "unknown_sex", "ok", "duplicate_ids", "empty", "ok"]
     tables = {kind: base_table if kind == "ok" else corrupt(base_table, kind) for kind in set(cases)}

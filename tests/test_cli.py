@@ -15,6 +15,8 @@ from gate_fixtures import latest_artifact, run_cli
 from flows.demo.data import corrupt, generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 
+pytestmark = pytest.mark.subprocess
+
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

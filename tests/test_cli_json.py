@@ -24,6 +24,8 @@ from gate_fixtures import REPO
 from flows.demo.data import generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 
+pytestmark = pytest.mark.subprocess
+
 FLOW_RUN_ID = str(uuid.UUID("0f3c2a5e-9b7d-4c1e-8a2f-6d5b4e3c2a10"))
 LONG_SOURCE = "/data/incoming/" + "very_long_directory_name_" * 4 + "titanic.csv"
 

@@ -53,6 +53,7 @@ def test_gc_deletes_only_stale_gate_branches(lakehouse):
     assert lakehouse.get_branch(MAIN).hash == main_before
 
 
+@pytest.mark.subprocess
 def test_gc_cli_dry_run_then_delete(tmp_path):
     lake = tmp_path / "lake"
     client = connect("local", lake)
@@ -101,6 +102,8 @@ def test_a_lease_whose_heartbeat_stopped_is_not_alive(lakehouse, monkeypatch):
         assert [(b.name, b.deleted) for b in deleted] == [(GATE, True)]
 
 
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_a_lease_left_by_a_killed_process_is_not_alive(lakehouse, tmp_path):
     import subprocess
     import sys
@@ -176,6 +179,8 @@ def small_lake(tmp_path):
     return client
 
 
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_gc_reclaims_the_files_of_a_killed_import_and_nothing_else(small_lake, tmp_path):
     import subprocess
     import sys
@@ -226,6 +231,7 @@ def test_gc_reclaims_the_files_of_a_killed_import_and_nothing_else(small_lake, t
     assert again.returncode == 0 and "orphan files: reclaimed 0 (0 B)" in again.stdout, again.stdout
 
 
+@pytest.mark.subprocess
 def test_reclaim_touches_nothing_while_a_writer_holds_the_lock(small_lake):
     import subprocess
     import sys
@@ -259,6 +265,8 @@ def test_reclaim_touches_nothing_while_a_writer_holds_the_lock(small_lake):
     assert not orphan.parent.parent.exists()  # the directory the failed write made goes too
 
 
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_sigkill_during_gc_never_loses_a_referenced_file_and_a_rerun_finishes(small_lake, tmp_path):
     import os
     import random

@@ -22,6 +22,8 @@ from reliability_helpers import assert_one_line_error, gate_env, run_wap, wap_cm
 from flows.demo.data import corrupt, generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 
+pytestmark = pytest.mark.subprocess
+
 BRANCH = "alice.wap_titanic_0badc0de"
 
 

@@ -20,6 +20,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from lakehouse_worker import CHAOS_TABLES, chaos, chaos_files, worker_env, write_csv
 
 from flows.lakehouse import (
@@ -90,6 +91,7 @@ def test_threads_appending_to_one_table_lose_no_update(lakehouse: LocalClient, t
     assert sorted(int(c.properties["wap.rows"]) for c in import_commits(lakehouse, MAIN)) == sorted(landed)
 
 
+@pytest.mark.subprocess
 def test_processes_appending_to_one_table_lose_no_update(lakehouse: LocalClient, tmp_path: Path) -> None:
     sizes = [11, 13, 17, 19]
     sources = [str(write_csv(tmp_path / f"s{n}.csv", n)) for n in sizes]
@@ -141,6 +143,7 @@ def test_concurrent_create_branch_has_one_winner(lakehouse: LocalClient) -> None
         assert sorted(pool.map(create, range(8))) == [False] * 7 + [True]
 
 
+@pytest.mark.subprocess
 def test_processes_opening_a_fresh_lakehouse_together_agree_on_main(tmp_path: Path) -> None:
     root = tmp_path / "fresh"
     go = tmp_path / "go"
@@ -168,6 +171,7 @@ def test_threads_opening_fresh_lakehouses_together_never_see_locked(tmp_path: Pa
 
 
 # ----------------------------------------------------------------------------------------- concurrent merges
+@pytest.mark.subprocess
 def test_processes_merging_many_branches_into_main(lakehouse: LocalClient, tmp_path: Path) -> None:
     branches = [f"feature.b{i}" for i in range(12)]
     for i, branch in enumerate(branches):
@@ -277,6 +281,8 @@ def check_consistent(root: Path, *, full: bool) -> int:
     return len(import_commits(client, main))
 
 
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_sigkill_at_random_instants_leaves_every_ref_consistent(tmp_path: Path) -> None:
     root, data = tmp_path / "lh", tmp_path / "data"
     files = chaos_files(data)

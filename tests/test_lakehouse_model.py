@@ -943,6 +943,9 @@ def model_env(request, tmp_path_factory):
     STANDBY.close()
 
 
+@pytest.mark.subprocess
+@pytest.mark.crash
+@pytest.mark.soak
 def test_lakehouse_against_its_model(model_env):
     database = Path(os.environ.get("WAP_MODEL_DB") or Path(tempfile.gettempdir()) / "wap-model-hypothesis")
     started = time.monotonic()

@@ -397,6 +397,7 @@ def _import_in_child(lakehouse: Path, source: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.subprocess
 def test_large_csv_imports_in_bounded_memory(tmp_path: Path) -> None:
     # Peak RSS above a warmed-up baseline, for 2M and 6M rows. Both exceed the import chunk (1M rows),
     # so both pay for its buffer; what must not grow is the rest. Through pyarrow.dataset (which

@@ -199,6 +199,7 @@ def rich_rows(output: str) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+@pytest.mark.subprocess
 def test_cli_query_shows_the_stored_values(lake) -> None:
     client, lakehouse = lake
     columns = ", ".join(quote(n) for n in ["id", *NAMES])

@@ -206,6 +206,7 @@ def test_bad_input_corpus_in_process(corpus, published_lake, short_network_timeo
 CLI_CASES = ["ragged_rows", "truncated_parquet", "header_only", "http_never_answers", "unreadable_file_eio"]
 
 
+@pytest.mark.subprocess
 def test_bad_input_through_wap_run(corpus, published_lake, prefect_api):
     env = gate_env(
         prefect_api,

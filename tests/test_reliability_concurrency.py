@@ -32,6 +32,8 @@ from flows.lakehouse import MAIN, connect
 from flows.lakehouse.sources import read_source
 from flows.reports import artifact_key
 
+pytestmark = pytest.mark.subprocess
+
 GATES = 8
 PUBLISHED = re.compile(r"published (\w+): (\d+) rows at commit\s+([0-9a-f]{64})")
 

@@ -40,6 +40,8 @@ from flows.demo.data import generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 from flows.lakehouse.sources import read_source
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.crash]
+
 KILLS = int(os.environ.get("WAP_SOAK_KILLS", "12"))
 ROWS = int(os.environ.get("WAP_KILL_ROWS", "25000"))
 SEED = int(os.environ.get("WAP_KILL_SEED", str(int(time.time()))))

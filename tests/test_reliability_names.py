@@ -73,6 +73,7 @@ def clean_csv(lake: Path) -> str:
 CLI_BRANCH_CASES = ("parent_path", "slash", "single_quote_sql", "newline", "escape_sequence", "shell", "over_long")
 
 
+@pytest.mark.subprocess
 def test_wap_run_rejects_hostile_branch_names(lake, clean_csv, prefect_api):
     env = gate_env(prefect_api)
     before, runs = dir_snapshot(lake), flow_run_count(prefect_api)
@@ -113,6 +114,7 @@ DATASET_CASES = [
 ALL_TOO = {("table", "parent_path"), ("namespace", "dotdot")}  # also through `wap run --all`
 
 
+@pytest.mark.subprocess
 def test_datasets_yml_rejects_hostile_names(lake, prefect_api, tmp_path):
     before, runs = dir_snapshot(lake), flow_run_count(prefect_api)
 
@@ -229,6 +231,7 @@ def test_query_refuses_writes_files_and_extensions(lake):
     assert dir_snapshot(lake) == before
 
 
+@pytest.mark.subprocess
 def test_wap_query_refuses_through_the_cli(lake, prefect_api):
     env = gate_env(prefect_api)
     keys = ("attach", "copy_to", "read_csv")

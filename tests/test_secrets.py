@@ -13,6 +13,8 @@ import httpx
 import pytest
 from gate_fixtures import run_cli
 
+pytestmark = pytest.mark.subprocess
+
 FAKE_KEY = "bpk-FAKE-SECRET-SENTINEL-7f3a9c"
 
 

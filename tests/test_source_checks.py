@@ -282,6 +282,7 @@ def _symlink_loop(root: Path) -> str:
     return str(root / "d" / "**" / "*.csv")
 
 
+@pytest.mark.subprocess
 def test_a_symlink_loop_ends_within_seconds_with_one_line(tmp_path: Path) -> None:
     pattern = _symlink_loop(tmp_path)
     code = "import sys; from flows.lakehouse.sources import inspect_source; inspect_source(sys.argv[1])"
@@ -332,6 +333,7 @@ def _gx_copy(target: Path) -> dict[str, str]:
     return {"WAP_GX_DIR": str(target), "WAP_DATASETS": str(target / "datasets.yml")}
 
 
+@pytest.mark.subprocess
 def test_validate_refuses_case_twins_that_it_used_to_pass(tmp_path: Path) -> None:
     """The reported defect: a suite on `X`, bad values only in `X`, and `wap validate` passed (GX read `x`)."""
     env = _gx_copy(tmp_path / "gx")
@@ -351,6 +353,7 @@ def test_validate_refuses_case_twins_that_it_used_to_pass(tmp_path: Path) -> Non
     assert str(bad) in message
 
 
+@pytest.mark.subprocess
 def test_validate_bad_sources_exit_2_with_one_line(tmp_path: Path, isolated_gx: Path) -> None:
     duration = _parquet(tmp_path / "d.parquet", wait=pa.array([1, 2], pa.duration("s")))
     assert_one_line(run_cli("validate", "titanic", "--source", str(duration)), 2, "'wait'", "duration[s]")
@@ -399,6 +402,7 @@ def test_a_value_the_table_type_would_change_is_refused_naming_the_column(
     assert [p for p in (tmp_path / "lake" / "warehouse").rglob("data/*") if p.is_file()] == []
 
 
+@pytest.mark.subprocess
 def test_wap_run_refuses_case_twins_before_any_branch(tmp_path: Path, prefect_api: str) -> None:
     """The reported defect through the gate: a suite on `X`, bad values only in `X` (300k rows). The run is
     refused naming both columns (exit 2) before a branch exists, and main never sees the rows."""

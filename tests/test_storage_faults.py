@@ -130,6 +130,8 @@ def _free(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_disk_full_during_a_gate_run_leaves_a_usable_lakehouse_and_gc_frees_the_space(
     small_tmpfs: Path, prefect_api: str, tmp_path: Path
 ) -> None:
@@ -212,6 +214,8 @@ def _writes_refused(root: Path, prefect_api: str, needle: str, commands: list[li
         assert "read-only" in message, f"{args}: {message}"
 
 
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_a_read_only_catalog_file_refuses_every_write_and_still_reads(stale_lake: Path, prefect_api: str) -> None:
     import shutil
     import subprocess
@@ -246,6 +250,8 @@ def _read_only_lake(mnt: Path, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_a_read_only_lakehouse_directory_refuses_every_write_and_still_reads(
     small_tmpfs: Path, prefect_api: str, tmp_path: Path
 ) -> None:
@@ -256,6 +262,8 @@ def test_a_read_only_lakehouse_directory_refuses_every_write_and_still_reads(
     assert snapshot(root) == before
 
 
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_a_gate_run_on_a_read_only_lakehouse_directory_exits_3_naming_it(
     small_tmpfs: Path, prefect_api: str, tmp_path: Path
 ) -> None:

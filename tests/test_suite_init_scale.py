@@ -115,6 +115,8 @@ def test_init_does_the_same_gx_work_for_10_or_40_columns(tmp_path: Path, monkeyp
     assert fresh["TupleFilesystemStoreBackend._set"] <= 6  # config, placeholder, suite, definition, checkpoint
 
 
+@pytest.mark.subprocess
+@pytest.mark.soak
 def test_5000_columns_through_the_cli(tmp_path: Path):
     source = wide_csv(tmp_path / "w5000.csv", 5000)
     gx = fresh_gx(tmp_path / "gx")
@@ -263,6 +265,8 @@ def kill_setup(tmp_path_factory: pytest.TempPathFactory):
     worker.close()
 
 
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_killed_at_random_moments_init_is_all_or_nothing(kill_setup, tmp_path: Path):
     worker, sources, _ = kill_setup
     source = str(sources["first"])
@@ -296,6 +300,8 @@ def test_killed_at_random_moments_init_is_all_or_nothing(kill_setup, tmp_path: P
 
 
 @pytest.mark.parametrize("kill_at_rename", [1, 2, 3, 5])
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_killed_during_the_commit_the_next_init_completes_it(kill_setup, tmp_path: Path, kill_at_rename: int):
     worker, sources, _ = kill_setup
     gx = fresh_gx(tmp_path / "gx")
@@ -311,6 +317,8 @@ def test_killed_during_the_commit_the_next_init_completes_it(kill_setup, tmp_pat
 
 
 @pytest.mark.parametrize("kill_at_rename", [1, 2])
+@pytest.mark.subprocess
+@pytest.mark.crash
 def test_killed_force_init_keeps_the_old_suite_or_installs_the_new_one(kill_setup, tmp_path: Path, kill_at_rename):
     worker, sources, _ = kill_setup
     gx = fresh_gx(tmp_path / "gx")

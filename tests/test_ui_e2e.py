@@ -37,7 +37,8 @@ from ui_helpers import (
     tail,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
+# One worker for the module: its gate runs (module fixture) are made once, and one browser runs at a time.
+pytestmark = [pytest.mark.browser, pytest.mark.subprocess, pytest.mark.timeout(420), pytest.mark.xdist_group("ui")]
 
 REPORT_KEY = "titanic-validation"
 TABLE_KEY = "titanic-expectations"
