@@ -16,7 +16,7 @@ import functools
 import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import bauplan
 import bauplan.exceptions as bx
@@ -287,7 +287,7 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
         except LakehouseError:
             raise
         except Exception as exc:
-            client: BauplanClient = args[0]  # type: ignore[assignment]
+            client = cast(BauplanClient, args[0])  # the decorated methods are BauplanClient's: args[0] is self
             try:
                 context = dict(signature.bind(*args, **kwargs).arguments)
                 context.pop("self", None)

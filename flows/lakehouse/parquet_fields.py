@@ -38,7 +38,7 @@ def match_fields(table_fields: Sequence[pa.Field], file_fields: Sequence[pa.Fiel
         fid = field_id(f)
         if fid is not None:
             by_id.setdefault(fid, f)
-    return [by_id.get(fid) for fid in wanted]  # type: ignore[arg-type]
+    return [by_id.get(fid) for fid in wanted if fid is not None]  # every fid is an int: checked above
 
 
 def stored_names(table_schema: pa.Schema, file_schema: pa.Schema) -> dict[str, str] | None:

@@ -66,6 +66,7 @@ def _map_keeping_nulls(
 
 def install() -> None:
     """Replace the method (idempotent)."""
+    # A deliberate monkeypatch (see the module docstring): mypy rejects assigning to a method.
     ArrowProjectionVisitor.list = _list_keeping_nulls  # type: ignore[method-assign]
     ArrowProjectionVisitor.map = _map_keeping_nulls  # type: ignore[method-assign]
 
