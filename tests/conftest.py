@@ -20,6 +20,7 @@ pytest_plugins = ["gate_fixtures"]
 
 # What keeps a test out of the fast tier (`-m "not slow"`): each of these marks implies `slow`.
 SLOW_KINDS = ("live", "browser", "server", "subprocess", "crash", "soak")
+LONG_KINDS = ("browser", "crash", "soak")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects, so the added marks count
@@ -31,6 +32,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.server)
         if item.get_closest_marker("slow") is None and any(item.get_closest_marker(k) for k in SLOW_KINDS):
             item.add_marker(pytest.mark.slow)
+    # Modules holding the longest tests (browser, crash, soak) first, each module still in one piece (its
+    # module fixtures built once): under xdist a long test started last would keep one worker busy alone.
+    long_modules = {item.path for item in items if any(item.get_closest_marker(k) for k in LONG_KINDS)}
+    items.sort(key=lambda item: item.path not in long_modules)  # stable: the order within is kept
 
 
 @pytest.fixture
