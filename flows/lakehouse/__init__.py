@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .errors import (
     AuthenticationError,
@@ -36,7 +36,6 @@ from .models import Branch, Commit, ImportState, TableField, TableInfo
 from .names import DEFAULT_NAMESPACE, MAIN
 from .protocol import LakehouseClient, ReadsTableFiles, StoredInDirectory
 
-Backend = Literal["local", "bauplan"]
 BACKENDS: tuple[str, ...] = ("local", "bauplan")
 DEFAULT_LAKEHOUSE = ".lakehouse"
 

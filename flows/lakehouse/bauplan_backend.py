@@ -323,12 +323,6 @@ def _commit(obj: Any) -> Commit:
 
 
 def _table_info(obj: Any) -> TableInfo:
-    # What the SDK reports beyond the common fields goes to `extra`, for display only.
-    extra = {
-        key: getattr(obj, key)
-        for key in ("id", "kind", "size", "snapshots", "last_updated_at", "properties", "comment")
-        if getattr(obj, key, None) is not None
-    }
     return TableInfo(
         name=obj.name,
         namespace=obj.namespace,
@@ -336,7 +330,6 @@ def _table_info(obj: Any) -> TableInfo:
         records=obj.records,
         metadata_location=obj.metadata_location,
         snapshot_id=getattr(obj, "current_snapshot_id", None),
-        extra=extra,
     )
 
 

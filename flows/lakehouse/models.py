@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -23,10 +22,6 @@ class Commit:
     authored_date: datetime
     properties: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def ref(self) -> str:
-        return self.hash
-
 
 @dataclass(frozen=True)
 class TableField:
@@ -43,7 +38,6 @@ class TableInfo:
     records: int | None
     metadata_location: str | None
     snapshot_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fqn(self) -> str:

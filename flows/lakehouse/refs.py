@@ -295,10 +295,6 @@ class RefStore:
         with self._connect() as con:
             return self._tree(con, commit_hash)
 
-    def head(self, branch: str) -> str:
-        with self._connect() as con:
-            return self._head(con, branch)
-
     def branches(self) -> list[Branch]:
         with self._connect() as con:
             rows = con.execute("SELECT name, hash, created_at FROM refs ORDER BY name").fetchall()
