@@ -136,9 +136,7 @@ class RefStore:
             try:
                 con.execute("PRAGMA synchronous=FULL")
                 con.execute("BEGIN IMMEDIATE")
-                for statement in CATALOG_SCHEMA.split(";"):
-                    if statement.strip():
-                        con.execute(statement)
+                create_catalog_schema(con)
                 journal: list[tuple[int, str, str]] = []
                 root = cls._insert_commit(con, None, None, "initialize lakehouse", "wap", {}, {}, journal)
                 con.execute("INSERT INTO refs VALUES (?, ?, ?)", (MAIN, root, time.time()))
@@ -146,12 +144,12 @@ class RefStore:
                 con.execute("PRAGMA journal_mode=WAL")  # persistent in the file's header
             finally:
                 con.close()
-            _fsync(tmp)
+            fsync_file(tmp)
             try:
                 os.link(tmp, path)
             except FileExistsError:
                 return False
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             store = cls(path, busy_timeout_s=busy_timeout_s)
             store._journal_write(journal, MAIN, "init")
             return True
@@ -666,7 +664,14 @@ def _failure(exc: sqlite3.Error, path: Path) -> LakehouseError:
     return StorageError(f"lakehouse catalog {path}: {text}")
 
 
-def _fsync(path: Path) -> None:
+def create_catalog_schema(con: sqlite3.Connection) -> None:
+    """The catalog's tables, in a new catalog file (inside the caller's transaction)."""
+    for statement in CATALOG_SCHEMA.split(";"):
+        if statement.strip():
+            con.execute(statement)
+
+
+def fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -674,6 +679,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     with suppress(OSError):  # not every file system lets a directory be fsynced; the link is made either way
-        _fsync(path)
+        fsync_file(path)

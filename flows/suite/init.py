@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from flows.datasets import Dataset, DatasetError, datasets_file, gx_dir, save_dataset, validate_dataset_name
 from flows.lakehouse.names import DEFAULT_NAMESPACE
+from flows.lakehouse.refs import fsync_dir  # durable renames: the lakehouse's own helper
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
@@ -280,20 +281,6 @@ def _init_lock(project_root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make renames and unlinks in ``folder`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_durable(path: Path, data: bytes) -> None:
     with open(path, "wb") as handle:
         handle.write(data)
@@ -321,14 +308,14 @@ def _commit(project_root: Path, dataset: str, files: list[tuple[Path, bytes]], t
             temp.unlink(missing_ok=True)
         raise
     for folder in {t.parent for t, _ in moves}:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     state = _state_dir(project_root)
     journal = state / f"{dataset}.journal"
     journal_temp = state / f".{dataset}.journal{_TMP_MARK}{token}.tmp"
     record = {"dataset": dataset, "moves": [[str(t.resolve()), str(p.resolve())] for t, p in moves]}
     _write_durable(journal_temp, json.dumps(record, indent=1).encode())
     os.replace(journal_temp, journal)  # the commit point: from here on the init completes, now or on recovery
-    _fsync_dir(state)
+    fsync_dir(state)
     _finish(journal, moves)
 
 
@@ -338,9 +325,9 @@ def _finish(journal: Path, moves: list[tuple[Path, Path]]) -> None:
         if temp.exists():
             os.replace(temp, target)
     for folder in {target.parent for _, target in moves}:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     journal.unlink(missing_ok=True)
-    _fsync_dir(journal.parent)
+    fsync_dir(journal.parent)
 
 
 def recover_init(project_root: Path | str, datasets_path: Path | None = None) -> set[str]:

@@ -5,15 +5,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..refs import (
     JOURNAL_DIR,
 )
-
-if TYPE_CHECKING:
-    pass
-
 from .files import TableFiles, find_orphans
 from .state import CATALOG_FILE, DAMAGED_PREFIX, CatalogState, DoctorReport, Journal, read_catalog, read_journal
 

@@ -8,26 +8,22 @@ import os
 import sqlite3
 import time
 import uuid
-from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailableError, CatalogUnusableError, StorageError
 from ..names import MAIN
 from ..refs import (
-    CATALOG_SCHEMA,
     JOURNAL_DIR,
     WRITERS_LOCK,
     commit_hash_of,
+    create_catalog_schema,
+    fsync_dir,
+    fsync_file,
     on_read_only_fs,
     storage_error,
 )
-
-if TYPE_CHECKING:
-    pass
-
 from .files import TableFiles, writers_excluded
 from .state import (
     CATALOG_FILE,
@@ -91,7 +87,7 @@ def rebuild_catalog(path: str | os.PathLike[str]) -> RebuildReport:
             _write_catalog(tmp, commits, refs)
             damaged = _keep_aside(catalog_path)
             os.replace(tmp, catalog_path)  # atomic: readers see the old file or the new one
-            _fsync_dir(root)
+            fsync_dir(root)
         except OSError as exc:
             raise storage_error(exc, catalog_path, "rebuild the lakehouse catalog") from exc
         except sqlite3.Error as exc:
@@ -190,9 +186,7 @@ def _write_catalog(tmp: Path, commits: dict[str, CommitRecord], refs: dict[str, 
     try:
         con.execute("PRAGMA synchronous=FULL")
         con.execute("BEGIN IMMEDIATE")
-        for statement in CATALOG_SCHEMA.split(";"):
-            if statement.strip():
-                con.execute(statement)
+        create_catalog_schema(con)
         con.executemany(
             "INSERT INTO commits (seq, hash, parent, merge_parent, message, author, committed_at, properties, tree)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -211,11 +205,7 @@ def _write_catalog(tmp: Path, commits: dict[str, CommitRecord], refs: dict[str, 
             raise sqlite3.DatabaseError("the rebuilt catalog fails its integrity check")
     finally:
         con.close()  # the last connection checkpoints and removes its WAL
-    fd = os.open(tmp, os.O_RDONLY)  # the temporary file: no SQLite connection of ours has it open
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_file(tmp)  # the temporary file: no SQLite connection of ours has it open
 
 
 def _keep_aside(catalog: Path) -> Path | None:
@@ -271,12 +261,3 @@ def _journal_rebuild(
             store._journal_event(top, REBUILD_OP, branch, head)
     for branch in sorted(set(journaled) - set(refs)):
         store._journal_event(top, "delete", branch, journaled[branch][0])
-
-
-def _fsync_dir(path: Path) -> None:
-    with suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

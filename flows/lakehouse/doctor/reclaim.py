@@ -6,16 +6,11 @@ import os
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import CatalogUnusableError
 from ..refs import (
     storage_error,
 )
-
-if TYPE_CHECKING:
-    pass
-
 from .files import find_orphans, writers_excluded
 from .state import CATALOG_FILE, ReclaimReport, read_catalog, read_journal
 

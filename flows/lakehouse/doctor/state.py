@@ -8,7 +8,7 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ..names import MAIN
 from ..refs import (
@@ -17,10 +17,6 @@ from ..refs import (
     on_read_only_fs,
     readonly_uri,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 CATALOG_FILE = "catalog.db"
 DAMAGED_PREFIX = f"{CATALOG_FILE}.damaged-"
