@@ -1,5 +1,5 @@
-"""How a gate runs in this process: Prefect settings (heartbeats, client retries), the Prefect API's
-reachability, and the fault-injection pause point. Tuning, kept out of the flow module."""
+"""How a gate runs in this process: Prefect settings (heartbeats; client retries stay Prefect's), the
+Prefect API's reachability, and the fault-injection pause point. Tuning, kept out of the flow module."""
 
 from __future__ import annotations
 
