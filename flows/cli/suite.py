@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from flows.cli.common import EXIT_BAD_INPUT, EXIT_BLOCKED, Backend, LakehousePath, cli_errors, fail, out
+from flows.shorten import shorten
 
 suite_app = typer.Typer(no_args_is_help=True)
 
@@ -32,7 +33,7 @@ def _table(*columns: str, **options: Any) -> Table:
 def _cell(value: Any, limit: int = 300) -> Text:
     # Text, not str: Rich would read "[...]" in a value set or note as markup and swallow it.
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return Text(text if len(text) <= limit else text[: limit - 3] + "...")
+    return Text(shorten(text, limit))
 
 
 def _arguments(arguments: dict[str, Any]) -> str:

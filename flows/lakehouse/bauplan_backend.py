@@ -22,6 +22,8 @@ import bauplan
 import bauplan.exceptions as bx
 import pyarrow as pa
 
+from flows.shorten import shorten
+
 from .errors import (
     AuthenticationError,
     BackendUnavailableError,
@@ -132,7 +134,7 @@ def _detail(exc: BaseException) -> str:
     if isinstance(code, int):
         text = f"{text} (HTTP {code})"
     text = " ".join(text.split()) or type(exc).__name__
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+    return shorten(text, _MAX_DETAIL)
 
 
 def _kind_value(exc: BaseException, attribute: str) -> str | None:

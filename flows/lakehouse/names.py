@@ -10,6 +10,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from flows.shorten import shorten
+
 from .errors import InvalidNameError, RefNotFoundError, SourceError
 
 DEFAULT_NAMESPACE = "bauplan"
@@ -41,7 +43,7 @@ class InvalidRefError(RefNotFoundError, InvalidNameError):
 def _shown(value: object) -> str:
     # repr() makes control characters and quotes visible in the one-line error.
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shorten(text, 80)
 
 
 def validate_identifier(value: str, kind: str) -> str:

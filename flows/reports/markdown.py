@@ -9,6 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flows.reports.findings import finding, is_null
+from flows.shorten import shorten
 
 if TYPE_CHECKING:
     from flows.audit import AuditResult, ExpectationOutcome
@@ -38,7 +39,7 @@ def _cell(value: Any, limit: int = MAX_CELL) -> str:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     text = " ".join(text.split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shorten(text, limit, marker="…")
 
 
 _ROW_METRICS = {

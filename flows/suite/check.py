@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from flows.datasets import Dataset
+from flows.shorten import shorten
 
 from .listing import column_of
 from .project import (
@@ -370,7 +371,7 @@ def _flatten_messages(value: Any) -> str:
 
 def short(value: Any, limit: int = 60) -> str:
     text = json.dumps(value, default=str)  # JSON notation: what people see in the file they edit
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(text, limit)
 
 
 def _argument_errors(impl: Any, kwargs: dict[str, Any]) -> list[str]:
