@@ -15,6 +15,9 @@ import pytest
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="wap-test-prefect-")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PREFECT_API_URL", None)  # tests start their own servers
+# What a `wap` subprocess gets from run_cli_process, for the in-process run_cli too: Rich reads it when
+# flows.cli creates its consoles, and wide tables never wrap a cell mid-value.
+os.environ["COLUMNS"] = "250"
 
 pytest_plugins = ["gate_fixtures"]
 

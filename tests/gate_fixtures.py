@@ -1,19 +1,20 @@
 """Fixtures for tests of the gate: a real Prefect test server, an isolated GX context and lakehouse.
 
-Imported by the gate test modules (`from gate_fixtures import *`), so lakehouse-only tests never pay
-for starting Prefect.
+Registered as a plugin by conftest; the Prefect server starts only for tests that ask for it, so
+lakehouse-only tests never pay for it. `run_cli` (in-process) and `run_cli_process` come from cli_runner.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli, run_cli_process
+
+__all__ = ["REAL_TITANIC", "REPO", "latest_artifact", "run_cli", "run_cli_process"]
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_TITANIC = REPO.parent / "shared" / "data" / "titanic.csv"
@@ -47,20 +48,6 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory, isolated_gx: Path) -> 
 @pytest.fixture
 def lakehouse_dir(tmp_path: Path) -> Path:
     return tmp_path / "lakehouse"
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`wap ARGS` as a real subprocess (the installed console script's module)."""
-    # Wide enough that Rich does not wrap table cells mid-sentence.
-    full_env = {**os.environ, "COLUMNS": "250", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        cwd=REPO,
-    )
 
 
 def latest_artifact(key: str, api: str | None = None) -> dict | None:

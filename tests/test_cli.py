@@ -1,4 +1,8 @@
-"""The `wap` command line as users run it: real subprocesses, exit codes, one-line errors, no tracebacks."""
+"""The `wap` command line as users run it: exit codes, one-line errors, no tracebacks.
+
+Most commands run in-process (`run_cli`); what only a process shows (the console module itself, a demo
+with its own temporary Prefect server, `wap serve`) runs as a real subprocess (`run_cli_process`).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from gate_fixtures import latest_artifact, run_cli
+from gate_fixtures import latest_artifact, run_cli, run_cli_process
 
 from flows.demo.data import corrupt, generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
-
-pytestmark = pytest.mark.subprocess
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +42,18 @@ def assert_clean_failure(result, code: int, *needles: str) -> None:
         assert needle in message, message
 
 
+@pytest.mark.subprocess
 def test_help_lists_the_commands():
-    result = run_cli("--help")
+    result = run_cli_process("--help")
     assert result.returncode == 0
     for command in ("run", "validate", "demo", "serve", "branches", "tables", "log", "query"):
         assert command in result.stdout
 
 
+@pytest.mark.subprocess
 def test_run_publishes_then_inspection_commands_show_it(files, env, tmp_path):
     lake = str(tmp_path / "lake")
-    result = run_cli("run", "titanic", "--source", str(files["clean"]), "--lakehouse", lake, env=env)
+    result = run_cli_process("run", "titanic", "--source", str(files["clean"]), "--lakehouse", lake, env=env)
     assert result.returncode == 0, result.stderr
     assert "published titanic: 891 rows" in result.stdout
     head = connect("local", lake).get_branch(MAIN).hash
@@ -139,11 +143,12 @@ def test_run_all_reports_each_outcome(files, env, tmp_path):
     assert "PUBLISHED" in latest_artifact("good-one-validation")["data"]
 
 
+@pytest.mark.subprocess
 def test_demo_offline_with_its_own_prefect(tmp_path):
     """`wap demo` on a machine with no Prefect server: both outcomes, artifacts in $PREFECT_HOME."""
     home = tmp_path / "prefect-home"
     env = {"PREFECT_HOME": str(home), "WAP_GX_DIR": os.environ["WAP_GX_DIR"]}
-    result = run_cli("demo", "--lakehouse", str(tmp_path / "lake"), env=env)
+    result = run_cli_process("demo", "--lakehouse", str(tmp_path / "lake"), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "published" in result.stdout and "blocked" in result.stdout
     assert "prefect server start" in result.stdout and "titanic-validation" in result.stdout
@@ -162,6 +167,7 @@ def test_demo_offline_with_its_own_prefect(tmp_path):
         assert key in artifacts.stdout
 
 
+@pytest.mark.subprocess
 def test_serve_runs_a_dataset_from_its_deployment(files, env, tmp_path):
     """`wap serve` registers one deployment per dataset; a run created from it (as the UI does) publishes."""
     import time
@@ -202,7 +208,12 @@ def test_serve_runs_a_dataset_from_its_deployment(files, env, tmp_path):
         assert any(s["schedule"].get("cron") == "0 6 * * *" for s in schedules)
         assert deployments["titanic"]["parameters"]["dataset"] == "titanic"
 
-        run = httpx.post(f"{api}/deployments/{deployments['titanic']['id']}/create_flow_run", json={}, timeout=30)
+        # As the UI would: the busy test server answers 503 for a moment at times, and the UI retries too.
+        for _ in range(20):
+            run = httpx.post(f"{api}/deployments/{deployments['titanic']['id']}/create_flow_run", json={}, timeout=30)
+            if run.status_code != 503:
+                break
+            time.sleep(1)
         run.raise_for_status()
         state = None
         deadline = time.monotonic() + 180

@@ -1,6 +1,7 @@
 """`wap doctor` and `wap doctor --rebuild` on deliberately damaged copies of a real lakehouse.
 
-Every check goes through the CLI as a real subprocess; the lakehouse is real files and real SQLite. One
+Every check goes through the CLI (in-process; the processes killed mid-run are real ones); the lakehouse is
+real files and real SQLite. One
 original lakehouse is built per module (main: create, import, merge of a branch, import; branch dev), and
 each test damages its own copy the way a disk, a user or a crash would, then checks that `wap doctor`
 names the damage (exit 3), that `--rebuild` recovers the refs (each branch at its newest commit whose
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from gate_fixtures import REPO
+from gate_fixtures import REPO, run_cli
 from lakehouse_worker import worker_env, write_csv
 from reliability_helpers import assert_one_line_error
 
@@ -32,16 +33,8 @@ SEED = int(os.environ.get("WAP_DOCTOR_SEED", str(int(time.time()))))
 KILLS = int(os.environ.get("WAP_DOCTOR_KILLS", "4"))
 
 
-def wap(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    # worker_env: a shared bytecode cache, so each interpreter starts in ~1.5 s instead of ~5 s.
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**worker_env(), "COLUMNS": "250"},
-        timeout=timeout,
-        cwd=REPO,
-    )
+def wap(*args: str) -> subprocess.CompletedProcess:
+    return run_cli(*args)
 
 
 def rows(lake: Path, ref: str) -> list[tuple]:
@@ -106,7 +99,6 @@ def damage(original: Original, lake: Path, how: str) -> str:
     raise AssertionError(how)
 
 
-@pytest.mark.subprocess
 def test_a_healthy_lakehouse_is_reported_healthy_and_nothing_is_written(original: Original, tmp_path: Path) -> None:
     lake = copy_of(original, tmp_path)
     before = {p: p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()}
@@ -122,7 +114,6 @@ CASES = {"truncated": 0, "garbage": 0, "deleted": 0, "metadata": 1, "data": 1}
 
 
 @pytest.mark.parametrize("how", list(CASES))
-@pytest.mark.subprocess
 def test_doctor_reports_the_damage_and_rebuild_recovers_the_refs(original: Original, tmp_path: Path, how: str):
     lake = copy_of(original, tmp_path)
     needle = damage(original, lake, how)

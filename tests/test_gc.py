@@ -53,7 +53,6 @@ def test_gc_deletes_only_stale_gate_branches(lakehouse):
     assert lakehouse.get_branch(MAIN).hash == main_before
 
 
-@pytest.mark.subprocess
 def test_gc_cli_dry_run_then_delete(tmp_path):
     lake = tmp_path / "lake"
     client = connect("local", lake)
@@ -137,21 +136,8 @@ def test_a_lease_left_by_a_killed_process_is_not_alive(lakehouse, tmp_path):
 
 # ----------------------------------------------------------------------------- orphan files (reclaim)
 def _wap(*args: str, **env: str):
-    import subprocess
-    import sys
-
-    from gate_fixtures import REPO
-    from lakehouse_worker import worker_env
-
-    # worker_env: a shared bytecode cache, so each interpreter starts in ~1.5 s instead of ~5 s.
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**worker_env(), "COLUMNS": "250", **env},
-        timeout=120,
-        cwd=REPO,
-    )
+    """`wap ARGS` in-process: what is killed is a real process; the command run after it need not be."""
+    return run_cli(*args, env=env)
 
 
 def _files(root) -> dict[str, int]:

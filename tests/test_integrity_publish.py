@@ -4,7 +4,8 @@ Regression tests for a hostile sequence that used to publish blocked data: a run
 audit and its publish (``WAP_PAUSE_AT=publish`` makes the gate SIGSTOP itself there), `wap gc` deletes
 its branch, a second run recreates the branch under the same name with bad data and is blocked; the first
 run, let go, used to merge the branch *by name*, publishing the second run's blocked rows under a commit
-claiming `gx.success=true`. Everything runs as real `wap` processes against a real Prefect server.
+claiming `gx.success=true`. The paused run is a real `wap` process; the commands run around it (gc, the
+second run) go through the CLI in-process; all against a real Prefect server.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from gate_fixtures import REPO
-from reliability_helpers import assert_one_line_error, gate_env, run_wap, wap_cmd
+from gate_fixtures import REPO, run_cli
+from reliability_helpers import assert_one_line_error, gate_env, wap_cmd
 
 from flows.demo.data import corrupt, generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
@@ -99,7 +100,7 @@ def _run_paused(step: str, sources, lake: Path, env, *extra: str) -> PausedRun:
 
 def _gc_once_the_heartbeat_is_stale(lake: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     time.sleep(1.5)  # the frozen run's heartbeat is now older than its ttl (WAP_LEASE_TTL=1)
-    gc = run_wap("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env=env)
+    gc = run_cli("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env=env)
     assert gc.returncode == 0 and BRANCH in gc.stdout and "deleted" in gc.stdout, gc.stdout + gc.stderr
     return gc
 
@@ -111,7 +112,7 @@ def test_a_recreated_branch_is_not_published_by_the_run_that_audited_the_old_one
     try:
         before = _main_state(lake)
         _gc_once_the_heartbeat_is_stale(lake, env)
-        second = run_wap(
+        second = run_cli(
             "run", "titanic", "--source", sources["bad"], "--branch", BRANCH, "--keep-failed-branch",
             "--lakehouse", str(lake), env=env,
         )  # fmt: skip
@@ -162,7 +163,7 @@ def test_gc_keeps_the_branch_of_a_live_run_and_the_run_then_publishes(prefect_ap
     env = gate_env(prefect_api)  # default ttl (60 s): a pause of a few seconds keeps the lease live
     first = _run_paused("audit", sources, lake, env)
     try:
-        gc = run_wap("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env=env)
+        gc = run_cli("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env=env)
         assert gc.returncode == 0, gc.stdout + gc.stderr
         assert BRANCH in gc.stdout and "kept: live run" in gc.stdout
         assert connect("local", lake).has_branch(BRANCH)

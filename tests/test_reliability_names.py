@@ -8,17 +8,15 @@ refuses anything but a read-only SELECT over the lakehouse's own tables.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from gate_fixtures import run_cli
 from reliability_helpers import (
     assert_one_line_error,
     declare,
     dir_snapshot,
     flow_run_count,
-    gate_env,
-    run_wap,
 )
 
 from flows.demo.data import generate_titanic, write_csv
@@ -73,19 +71,15 @@ def clean_csv(lake: Path) -> str:
 CLI_BRANCH_CASES = ("parent_path", "slash", "single_quote_sql", "newline", "escape_sequence", "shell", "over_long")
 
 
-@pytest.mark.subprocess
 def test_wap_run_rejects_hostile_branch_names(lake, clean_csv, prefect_api):
-    env = gate_env(prefect_api)
     before, runs = dir_snapshot(lake), flow_run_count(prefect_api)
 
     def attempt(name: str):
         args = ["run", "titanic", "--source", clean_csv, "--branch", name, "--lakehouse", str(lake)]
-        return run_wap(*args, env=env)
+        return run_cli(*args, env={"PREFECT_API_URL": prefect_api})
 
     # One of each kind through the CLI (the client API test below takes every name); argv cannot carry NUL.
-    names = {k: HOSTILE[k] for k in CLI_BRANCH_CASES}
-    with ThreadPoolExecutor(4) as pool:
-        results = dict(zip(names, pool.map(attempt, names.values()), strict=True))
+    results = {key: attempt(HOSTILE[key]) for key in CLI_BRANCH_CASES}
     for key, result in results.items():
         message = assert_one_line_error(result, (2,), "invalid branch name")
         assert "\n" not in message and "\x1b" not in message, (key, message)
@@ -114,22 +108,20 @@ DATASET_CASES = [
 ALL_TOO = {("table", "parent_path"), ("namespace", "dotdot")}  # also through `wap run --all`
 
 
-@pytest.mark.subprocess
 def test_datasets_yml_rejects_hostile_names(lake, prefect_api, tmp_path):
     before, runs = dir_snapshot(lake), flow_run_count(prefect_api)
 
     def attempt(case: tuple[str, str]):
         field, key = case
         declared = declare(tmp_path / f"{field}-{key}.yml", _entries(field, NOT_AN_IDENTIFIER[key]))
-        env = gate_env(prefect_api, WAP_DATASETS=str(declared))
+        env = {"PREFECT_API_URL": prefect_api, "WAP_DATASETS": str(declared)}
         target = NOT_AN_IDENTIFIER[key] if field == "dataset" else "hostile"
         # `--` so a name starting with "-" or "/" is an argument, as a shell user would pass it.
-        single = run_wap("run", "--lakehouse", str(lake), "--", target, env=env) if target else None
-        every = run_wap("run", "--all", "--lakehouse", str(lake), env=env) if case in ALL_TOO else None
+        single = run_cli("run", "--lakehouse", str(lake), "--", target, env=env) if target else None
+        every = run_cli("run", "--all", "--lakehouse", str(lake), env=env) if case in ALL_TOO else None
         return case, single, every
 
-    with ThreadPoolExecutor(4) as pool:
-        outcomes = list(pool.map(attempt, DATASET_CASES))
+    outcomes = [attempt(case) for case in DATASET_CASES]
     for (field, key), single, every in outcomes:
         for result in (single, every):
             if result is None:
@@ -231,11 +223,7 @@ def test_query_refuses_writes_files_and_extensions(lake):
     assert dir_snapshot(lake) == before
 
 
-@pytest.mark.subprocess
 def test_wap_query_refuses_through_the_cli(lake, prefect_api):
-    env = gate_env(prefect_api)
-    keys = ("attach", "copy_to", "read_csv")
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda k: run_wap("query", QUERIES[k], "--lakehouse", str(lake), env=env), keys))
+    results = [run_cli("query", QUERIES[k], "--lakehouse", str(lake)) for k in ("attach", "copy_to", "read_csv")]
     for result in results:
         assert_one_line_error(result, (2,), "error:")

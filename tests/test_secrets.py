@@ -11,9 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gate_fixtures import run_cli
-
-pytestmark = pytest.mark.subprocess
+from gate_fixtures import run_cli, run_cli_process
 
 FAKE_KEY = "bpk-FAKE-SECRET-SENTINEL-7f3a9c"
 
@@ -34,10 +32,14 @@ def _prefect_db_text() -> str:
     return "\n".join(dump)
 
 
+@pytest.mark.subprocess
 def test_fake_key_never_leaks_from_bauplan_error_paths(prefect_api, tmp_path, monkeypatch):
     env = {"PREFECT_API_URL": prefect_api, "BAUPLAN_API_KEY": FAKE_KEY, "WAP_USER": "tester"}
+    # One real process (what the SDK and Prefect print at start-up and exit is there too), the rest in-process.
     runs = [
-        run_cli("run", "titanic", "--backend", "bauplan", "--source", "s3://no-such-bucket/titanic.csv", env=env),
+        run_cli_process(
+            "run", "titanic", "--backend", "bauplan", "--source", "s3://no-such-bucket/titanic.csv", env=env
+        ),
         run_cli("branches", "--backend", "bauplan", env=env),
         run_cli("query", "select 1", "--backend", "bauplan", env=env),
         run_cli(

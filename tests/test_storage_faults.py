@@ -85,8 +85,10 @@ def test_main_pointing_at_a_missing_metadata_file_is_refused(populated: Path) ->
 
 
 # ------------------------------------------------------------------ disk full and read-only storage
-# Through the CLI with real processes. Mounting needs root (the test VM and CI run as root); elsewhere these
-# skip with the reason. Every mount is undone by its fixture's finalizer, whatever the test did.
+# Through the CLI: the run that meets the full disk is a real process, the commands around it (and those
+# meeting read-only storage, which refuses at once) run in-process. Mounting needs root (the test VM and CI
+# run as root); elsewhere these skip with the reason. Every mount is undone by its fixture's finalizer,
+# whatever the test did.
 def _cli_env(**extra: str) -> dict[str, str]:
     from lakehouse_worker import worker_env
 
@@ -135,6 +137,7 @@ def _free(path: Path) -> int:
 def test_disk_full_during_a_gate_run_leaves_a_usable_lakehouse_and_gc_frees_the_space(
     small_tmpfs: Path, prefect_api: str, tmp_path: Path
 ) -> None:
+    from gate_fixtures import run_cli
     from reliability_helpers import assert_one_line_error, gate_env, main_state, run_wap
 
     from flows.demo.data import generate_titanic
@@ -162,10 +165,10 @@ def test_disk_full_during_a_gate_run_leaves_a_usable_lakehouse_and_gc_frees_the_
     message = assert_one_line_error(full, (3,), "disk full")
     assert "sqlite" not in message.lower() and "database" not in message.lower(), message
     assert main_state(lake) == before
-    branches = run_wap("branches", "--lakehouse", str(lake), env=env)
+    branches = run_cli("branches", "--lakehouse", str(lake))
     assert branches.returncode == 0 and "main" in branches.stdout, branches.stderr
 
-    gc = run_wap("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env={**env, "WAP_GC_GRACE": "0"})
+    gc = run_cli("gc", "--older-than", "0s", "--force", "--lakehouse", str(lake), env={"WAP_GC_GRACE": "0"})
     assert gc.returncode == 0 and "orphan files: reclaimed" in gc.stdout, gc.stdout + gc.stderr
     # Everything the failed run wrote is gone (by its own cleanup or by gc): the space is back, within the
     # few catalog pages and journal entries its branch's creation and deletion added.
@@ -174,7 +177,9 @@ def test_disk_full_during_a_gate_run_leaves_a_usable_lakehouse_and_gc_frees_the_
     assert report.healthy and report.orphan_files == 0, report.findings
 
     again = write_titanic(generate_titanic(891, seed=3), tmp_path / "again.csv")
-    ok = run_wap("run", "titanic", "--source", str(again), "--lakehouse", str(lake), env=env)
+    ok = run_cli(
+        "run", "titanic", "--source", str(again), "--lakehouse", str(lake), env={"PREFECT_API_URL": prefect_api}
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     head, (count, _digest) = main_state(lake)
     assert head != before[0] and count == 891
@@ -196,7 +201,7 @@ def _reads_work(root: Path, commands: list[list[str]]) -> None:
     from gate_fixtures import run_cli
 
     for args in commands:
-        result = run_cli(*args, "--lakehouse", str(root), env=_cli_env())
+        result = run_cli(*args, "--lakehouse", str(root))
         assert result.returncode == 0, f"{args}: {result.stdout}{result.stderr}"
         assert "Traceback" not in result.stderr
 
@@ -205,11 +210,11 @@ WRITES = (["gc", "--older-than", "0s", "--force"], ["doctor", "--rebuild"])
 
 
 def _writes_refused(root: Path, prefect_api: str, needle: str, commands: list[list[str]]) -> None:
-    from reliability_helpers import assert_one_line_error, gate_env, run_wap
+    from gate_fixtures import run_cli
+    from reliability_helpers import assert_one_line_error
 
-    env = gate_env(prefect_api, **{k: v for k, v in _cli_env().items() if k.startswith("PYTHON")})
     for args in commands:
-        result = run_wap(*args, "--lakehouse", str(root), env=env)
+        result = run_cli(*args, "--lakehouse", str(root), env={"PREFECT_API_URL": prefect_api})
         message = assert_one_line_error(result, (3,), needle)
         assert "read-only" in message, f"{args}: {message}"
 

@@ -1,8 +1,9 @@
-"""Suite authoring (`wap suite list/show/check/init/diff`): real files, real GX contexts, real subprocesses.
+"""Suite authoring (`wap suite list/show/check/init/diff`): real files, real GX contexts, the real CLI.
 
-Every test works on its own copy of the repo's gx/ (WAP_GX_DIR / WAP_DATASETS point subprocesses at it),
-so the committed suites are never touched. GX costs seconds to import, so the many corrupted copies are
-audited in-process with `run_checkpoint`, and subprocesses are kept to the commands users type.
+Every test works on its own copy of the repo's gx/ (WAP_GX_DIR / WAP_DATASETS point the commands at it),
+so the committed suites are never touched. The commands users type run through the Typer app in-process
+(`run_cli`: a `wap` process would spend most of its time importing GX), the many corrupted copies are
+audited with `run_checkpoint`. CLI tests are marked slow: each builds GX contexts of its own.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def _audit(path: Path, checkpoint: str, gx: Path):
 
 
 # ------------------------------------------------------------------------------------------------ init
-@pytest.mark.subprocess
+@pytest.mark.slow
 def test_init_declares_and_bootstraps_everything_wap_run_needs(orders_gx: Path, data: dict[str, Path]):
     declared = yaml.safe_load((orders_gx / "datasets.yml").read_text())["datasets"]
     assert declared["orders"] == {
@@ -165,7 +166,7 @@ def test_init_declares_and_bootstraps_everything_wap_run_needs(orders_gx: Path, 
     assert "orders:" in (orders_gx / "great_expectations.yml").read_text()  # the dataframe asset
 
 
-@pytest.mark.subprocess
+@pytest.mark.slow
 def test_init_writes_the_expected_starter_rules(orders_gx: Path):
     suite = json.loads((orders_gx / "expectations" / "orders.json").read_text())
     rules = {(e["type"], e["kwargs"].get("column")): e["kwargs"] for e in suite["expectations"]}
@@ -194,7 +195,7 @@ def test_init_writes_the_expected_starter_rules(orders_gx: Path):
     assert all(e["meta"]["notes"]["content"] for e in suite["expectations"])  # every rule says where it came from
 
 
-@pytest.mark.subprocess
+@pytest.mark.slow
 def test_init_suite_passes_clean_orders_and_blocks_each_corruption(orders_gx: Path, data: dict[str, Path]):
     for clean in ("orders", "orders_other_day"):  # the profiled file and another day's load
         result = _audit(data[clean], "orders", orders_gx)
@@ -220,7 +221,7 @@ def test_init_on_titanic_shaped_data_blocks_every_demo_corruption(tmp_path: Path
     assert passed == []
 
 
-@pytest.mark.subprocess
+@pytest.mark.slow
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path, data: dict[str, Path]):
     gx = copy_gx(tmp_path / "gx")
     before = (gx / "expectations" / "titanic.json").read_text()
@@ -351,7 +352,7 @@ def test_init_bounds_extreme_floats_or_says_why_not(tmp_path: Path):
     assert result.success, [(e.expectation_type, e.column, e.observed_value) for e in result.failed]
 
 
-@pytest.mark.subprocess
+@pytest.mark.slow
 def test_init_refuses_types_the_lakehouse_cannot_store(tmp_path: Path):
     """A duration column cannot be stored in an Iceberg table: a one-line exit 2 naming it, nothing written."""
     source = tmp_path / "waits.parquet"
@@ -410,7 +411,7 @@ def _break(gx: Path) -> None:
     (gx / "checkpoints" / "titanic_daily.json").write_text(json.dumps(checkpoint, indent=2))
 
 
-@pytest.mark.subprocess
+@pytest.mark.slow
 def test_check_reports_every_problem_with_file_and_expectation(tmp_path: Path, data: dict[str, Path]):
     gx = copy_gx(tmp_path / "gx")
     _break(gx)
@@ -443,7 +444,7 @@ def test_check_reports_every_problem_with_file_and_expectation(tmp_path: Path, d
     assert "check failed: 5 problem(s) in 2 file(s)" in result.stderr
 
 
-@pytest.mark.subprocess
+@pytest.mark.slow
 def test_shipped_titanic_suite_passes_check(data: dict[str, Path], tmp_path: Path):
     result = run_cli(
         "suite", "check", "titanic", "--source", str(data["titanic"]), env=gx_env(copy_gx(tmp_path / "gx"))
@@ -494,7 +495,7 @@ def test_check_library_catches_reference_and_argument_problems(tmp_path: Path, d
     assert any("columns of suite titanic not checked" in n for n in report.notes)
 
 
-@pytest.mark.subprocess
+@pytest.mark.slow
 def test_check_bad_usage_exits_2(tmp_path: Path):
     gx = copy_gx(tmp_path / "gx")
     for args, needle in [
@@ -512,7 +513,7 @@ def test_check_bad_usage_exits_2(tmp_path: Path):
 
 
 # ----------------------------------------------------------------------------------------- list / show
-@pytest.mark.subprocess
+@pytest.mark.slow
 def test_list_and_show(orders_gx: Path):
     env = gx_env(orders_gx)
     listed = run_cli("suite", "list", env=env)
@@ -540,7 +541,7 @@ def _git(repo: Path, *args: str) -> None:
     )
 
 
-@pytest.mark.subprocess
+@pytest.mark.slow
 def test_diff_against_the_last_commit(tmp_path: Path):
     repo = tmp_path / "repo"
     gx = copy_gx(repo / "gx")
@@ -602,7 +603,7 @@ def test_diff_matches_by_id_then_by_type_and_column():
 
 
 # ------------------------------------------------------------------------------------------ end to end
-@pytest.mark.subprocess
+@pytest.mark.slow
 def test_dataset_declared_by_init_runs_end_to_end(orders_gx: Path, prefect_api: str, tmp_path: Path):
     lake = tmp_path / "lake"
     env = {**gx_env(orders_gx), "PREFECT_API_URL": prefect_api}

@@ -1,10 +1,11 @@
 """End to end through the Prefect UI: the gate's validation report as a person sees it.
 
-A real `prefect server start` (own PREFECT_HOME, own SQLite) serves the API and both UIs; `wap run` publishes
-clean Titanic data (exit 0), then is blocked by corrupted data (exit 1). Each run's `titanic-validation`
-markdown artifact is opened in headless Chromium, in the V1 UI (`/artifacts/artifact/<id>`, where the flow
-run links lead) and the V2 UI (`/v2/artifacts/artifact/<id>`, where the dashboard opens by default), and the
-rendered DOM must show the verdict, what failed with its bad values, and real tables (not markdown source).
+A real `prefect server start` (own PREFECT_HOME, own SQLite) serves the API and both UIs; `wap run` (the CLI,
+in-process) publishes clean Titanic data (exit 0), then is blocked by corrupted data (exit 1). Each run's
+`titanic-validation` markdown artifact is opened in headless Chromium, in the V1 UI (`/artifacts/artifact/<id>`,
+where the flow run links lead) and the V2 UI (`/v2/artifacts/artifact/<id>`, where the dashboard opens by
+default), and the rendered DOM must show the verdict, what failed with its bad values, and real tables (not
+markdown source).
 
 Needs Debian's `chromium` (`apt-get install chromium`; `.ci/run` installs it): skipped without one.
 Screenshots land in each test's tmp dir (and in $WAP_UI_SCREENSHOTS if set, e.g. for CI artifacts).
@@ -16,35 +17,34 @@ import json
 import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 from ui_helpers import (
     REPO,
     PrefectServer,
     RenderedMarkdown,
     artifacts,
-    clean_env,
     find_chromium,
     load_page,
     png_size,
     rendered_markdown,
-    run_in_group,
     start_prefect_server,
     tail,
 )
 
-# One worker for the module: its gate runs (module fixture) are made once, and one browser runs at a time.
+# One worker for the module (xdist group): its server and gate runs are made once, and one browser runs at a
+# time. The fixtures are session-scoped: under xdist a module fixture is torn down whenever the worker's queue
+# runs dry between two of the module's tests, and a second server with two more gate runs cost ~80 s.
 pytestmark = [pytest.mark.browser, pytest.mark.subprocess, pytest.mark.timeout(420), pytest.mark.xdist_group("ui")]
 
 REPORT_KEY = "titanic-validation"
 TABLE_KEY = "titanic-expectations"
 CANT_CONNECT = "Can't connect to Server API"
 UI_ROUTES = {"v1": "/artifacts/artifact/{id}", "v2": "/v2/artifacts/artifact/{id}"}
-GATE_TIMEOUT = 300  # a cold first run (imports, GX context, data docs) takes ~30 s on two cores
 
 
 @dataclass
@@ -69,7 +69,7 @@ class GateRuns:
     bad_sex_values: int  # rows of the corrupted source whose Sex is not male/female
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def chromium() -> str:
     path = find_chromium()
     if path is None:
@@ -77,7 +77,7 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def prefect_server(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     """A real Prefect server for this module; always stopped (its whole process group) at the end."""
     server = start_prefect_server(tmp_path_factory.mktemp("prefect-home"))
@@ -87,7 +87,7 @@ def prefect_server(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> I
         server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gate_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> GateRuns:
     """`wap run` against the server: clean data (published), then corrupted data into the same lakehouse."""
     import pyarrow.compute as pc
@@ -102,18 +102,12 @@ def gate_runs(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFa
     # A copy of the GX project: the runs' validation results and data docs must not land in the repo.
     gx_dir = work / "gx"
     shutil.copytree(REPO / "gx", gx_dir, ignore=shutil.ignore_patterns("uncommitted"))
-    env = clean_env(
-        PREFECT_API_URL=prefect_server.api_url,
-        PREFECT_HOME=str(work / "prefect-client-home"),
-        WAP_GX_DIR=str(gx_dir),
-        COLUMNS="200",
-    )
+    env = {"PREFECT_API_URL": prefect_server.api_url, "WAP_GX_DIR": str(gx_dir), "COLUMNS": "200"}
     runs = {}
     for name, source in sources.items():
         before = {a["id"] for a in artifacts(prefect_server.api_url, REPORT_KEY)}
-        cmd = [sys.executable, "-m", "flows.cli", "run", "titanic", "--source", str(source)]
-        cmd += ["--backend", "local", "--lakehouse", str(work / "lakehouse")]
-        result = run_in_group(cmd, timeout=GATE_TIMEOUT, env=env, cwd=REPO)
+        args = ["run", "titanic", "--source", str(source), "--backend", "local", "--lakehouse", str(work / "lakehouse")]
+        result = run_cli(*args, env=env)
         new = [a for a in artifacts(prefect_server.api_url, REPORT_KEY) if a["id"] not in before]
         tables = artifacts(prefect_server.api_url, TABLE_KEY)
         runs[name] = GateRun(
