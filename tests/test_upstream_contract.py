@@ -442,10 +442,10 @@ def _fs_by_scheme() -> str | None:
 def _ref_catalog_abstracts() -> str | None:
     from pyiceberg.catalog import MetastoreCatalog
 
-    from flows.lakehouse.local import _RefCatalog
+    from flows.lakehouse.catalog import RefCatalog
 
-    missing = sorted(MetastoreCatalog.__abstractmethods__ - set(vars(_RefCatalog)))
-    return None if not missing else f"abstract methods {missing} that _RefCatalog does not define"
+    missing = sorted(MetastoreCatalog.__abstractmethods__ - set(vars(RefCatalog)))
+    return None if not missing else f"abstract methods {missing} that RefCatalog does not define"
 
 
 PREFECT, GX, ICEBERG = "prefect", "great-expectations", "pyiceberg"
@@ -581,19 +581,19 @@ CONTRACTS = [
         "flows/suite/init.py (writes each GX file once)",
         _gx_stores,
     ),
-    # pyiceberg: the embedded catalog (flows/lakehouse/local.py) and the projection fix.
+    # pyiceberg: the embedded catalog (flows/lakehouse/catalog.py) and the projection fix.
     Contract(
         "pyiceberg.catalog.Catalog._convert_schema_if_needed",
         ICEBERG,
         "a staticmethod taking schema first that turns an Arrow schema into an Iceberg Schema",
-        "flows/lakehouse/local.py (create_table), flows/lakehouse/sources.py",
+        "flows/lakehouse/catalog.py (create_table), flows/lakehouse/sources.py",
         _convert_schema,
     ),
     Contract(
         "pyiceberg.catalog.MetastoreCatalog._update_and_stage_table",
         ICEBERG,
         "parameters ['self', 'current_table', 'table_identifier', 'requirements', 'updates']",
-        "flows/lakehouse/local.py (commit_table)",
+        "flows/lakehouse/catalog.py (commit_table)",
         expect_params(
             "pyiceberg.catalog.MetastoreCatalog._update_and_stage_table",
             ["self", "current_table", "table_identifier", "requirements", "updates"],
@@ -603,42 +603,42 @@ CONTRACTS = [
         "pyiceberg.catalog.MetastoreCatalog._load_file_io",
         ICEBERG,
         "the staged table's IO is built from the catalog's self.properties (where the recorded roots are)",
-        "flows/lakehouse/local.py (commit_table through _update_and_stage_table)",
+        "flows/lakehouse/catalog.py (commit_table through _update_and_stage_table)",
         _staged_io_from_properties,
     ),
     Contract(
         "pyiceberg.table.StagedTable",
         ICEBERG,
         "a Table built as Table(identifier, metadata, metadata_location, io, catalog)",
-        "flows/lakehouse/local.py (load_table, commit_table)",
+        "flows/lakehouse/catalog.py (load_table, commit_table)",
         _staged_table,
     ),
     Contract(
         "pyiceberg.catalog.MetastoreCatalog.__abstractmethods__",
         ICEBERG,
-        "every abstract method defined by _RefCatalog",
-        "flows/lakehouse/local.py (_RefCatalog)",
+        "every abstract method defined by RefCatalog",
+        "flows/lakehouse/catalog.py (RefCatalog)",
         _ref_catalog_abstracts,
     ),
     Contract(
         "pyiceberg.io.pyarrow.PyArrowFileIO.parse_location",
         ICEBERG,
         "a staticmethod taking (location, properties)",
-        "flows/lakehouse/local.py (RelocatingFileIO)",
+        "flows/lakehouse/catalog.py (RelocatingFileIO)",
         _parse_location,
     ),
     Contract(
         "pyiceberg.io.pyarrow.PyArrowFileIO.fs_by_scheme",
         ICEBERG,
         "an instance attribute callable as fs_by_scheme(scheme, netloc)",
-        "flows/lakehouse/local.py (RelocatingFileIO)",
+        "flows/lakehouse/catalog.py (RelocatingFileIO)",
         _fs_by_scheme,
     ),
     Contract(
         "pyiceberg.io.pyarrow.PyArrowFile.__init__",
         ICEBERG,
         "keyword parameters location, path, fs, buffer_size",
-        "flows/lakehouse/local.py (RelocatingFileIO)",
+        "flows/lakehouse/catalog.py (RelocatingFileIO)",
         expect_params(
             "pyiceberg.io.pyarrow.PyArrowFile.__init__", ["location", "path", "fs", "buffer_size"], exact=False
         ),

@@ -77,7 +77,7 @@ def hold_branch_lease(client: LakehouseClient, branch: str, *, ttl_s: float | No
     except OSError as exc:  # read-only or full storage: exit 3 naming the path, not an internal error
         with suppress(OSError):
             tmp.unlink()
-        from .refs import storage_error
+        from .storage import storage_error
 
         raise storage_error(exc, directory, f"take the lease on branch {branch}") from exc
     stop = threading.Event()

@@ -37,13 +37,23 @@ from .errors import (
     CatalogUnusableError,
     ConcurrentUpdateError,
     InvalidNameError,
-    LakehouseError,
     MergeConflictError,
     RefNotFoundError,
     StorageError,
 )
 from .models import Branch, Commit
 from .names import MAIN, split_ref
+from .storage import (
+    RECOVER_HINT,
+    catalog_error,
+    check_header,
+    check_size,
+    fsync_dir,
+    fsync_file,
+    on_read_only_fs,
+    readonly_uri,
+    storage_error,
+)
 
 Tree = dict[str, str]  # "namespace.table" -> metadata location, relative to the lakehouse root
 
@@ -53,7 +63,6 @@ JOURNAL_DIR = "journal"
 # Shared by every write (table files, catalog transaction, journal entry); exclusive for doctor's rebuild and
 # gc's file reclaim, which must know that no write is in flight.
 WRITERS_LOCK = "writers.lock"
-RECOVER_HINT = "run `wap doctor` to see what is wrong and `wap doctor --rebuild` to recover the refs from the journal"
 
 CATALOG_SCHEMA = """
 CREATE TABLE IF NOT EXISTS commits (
@@ -112,11 +121,11 @@ class RefStore:
         self.root = path.parent
         self._busy_timeout_s = busy_timeout_s
         self.read_only = False
-        _check_header(path)
+        check_header(path)
         self._uri = readonly_uri(path) if on_read_only_fs(self.root) else None
         with self._connect() as con:
             self._check_schema(con, check_tree=check_tree)
-            _check_size(con, path)
+            check_size(con, path)
             if not os.access(path, os.W_OK) or not os.access(self.root, os.W_OK):
                 # Reads still work; every write is refused up front with the path (see _write).
                 self.read_only = True
@@ -154,7 +163,7 @@ class RefStore:
             store._journal_write(journal, MAIN, "init")
             return True
         except sqlite3.Error as exc:
-            raise _failure(exc, path) from exc
+            raise catalog_error(exc, path) from exc
         except OSError as exc:
             raise storage_error(exc, path, "create the lakehouse catalog") from exc
         finally:
@@ -205,7 +214,7 @@ class RefStore:
             else:
                 con = sqlite3.connect(self._uri, uri=True, timeout=self._busy_timeout_s, isolation_level=None)
         except sqlite3.Error as exc:
-            raise _failure(exc, self.path) from exc
+            raise catalog_error(exc, self.path) from exc
         try:
             if not self.read_only:
                 con.execute("PRAGMA synchronous=FULL")  # durability of a published merge over speed
@@ -213,7 +222,7 @@ class RefStore:
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
                 raise
-            raise _failure(exc, self.path) from exc
+            raise catalog_error(exc, self.path) from exc
         finally:
             con.close()
 
@@ -577,108 +586,8 @@ def commit_hash_of(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def on_read_only_fs(directory: Path) -> bool:
-    """Whether `directory` is on a file system mounted read-only (a read-only bind mount, a backup medium)."""
-    try:
-        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
-def readonly_uri(path: Path) -> str:
-    """How SQLite can read a catalog on a read-only file system.
-
-    A WAL-mode database needs its -shm file, which cannot be created there: with the -wal and -shm a
-    writer left behind, `mode=ro` reads them; without them nothing can have changed the file since its
-    last writer closed it (nobody can write this mount), which is what `immutable=1` tells SQLite.
-    """
-    sides = all(path.with_name(path.name + s).exists() for s in ("-wal", "-shm"))
-    return path.as_uri() + ("?mode=ro" if sides else "?immutable=1")
-
-
-def _check_header(path: Path) -> None:
-    """Refuse, before SQLite sees it, a file SQLite would silently treat as a new empty database.
-
-    Only stat: opening and closing the file ourselves would drop the POSIX locks that this process's
-    other SQLite connections hold on it (closing any descriptor of a file releases them all), and
-    SQLite would then delete a WAL that is still in use. "Not a database" is SQLite's to say.
-    """
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise CatalogUnusableError(f"lakehouse catalog {path} does not exist: {RECOVER_HINT}") from None
-    except OSError as exc:
-        raise storage_error(exc, path, "read the lakehouse catalog") from exc
-    if size == 0:
-        raise CatalogUnusableError(f"lakehouse catalog {path} is empty (0 bytes): {RECOVER_HINT}")
-
-
-def _check_size(con: sqlite3.Connection, path: Path) -> None:
-    """A file shorter than the pages its header claims was truncated (unless a WAL holds the rest)."""
-    wal = path.with_name(path.name + "-wal")
-    if wal.exists() and wal.stat().st_size:
-        return  # pages may live in the WAL; a checkpoint cut off by a crash is redone
-    pages = con.execute("PRAGMA page_count").fetchone()[0]
-    page_size = con.execute("PRAGMA page_size").fetchone()[0]
-    size = path.stat().st_size
-    if size < pages * page_size:
-        raise CatalogUnusableError(
-            f"lakehouse catalog {path} is truncated ({size} of {pages * page_size} bytes): {RECOVER_HINT}"
-        )
-
-
-def storage_error(exc: OSError, path: Path | str, doing: str) -> StorageError:
-    """A one-line StorageError naming the cause (disk full, read-only, permission) and the path."""
-    import errno
-
-    code = exc.errno
-    text = str(exc)
-    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text:
-        cause = "disk full"
-    elif code == errno.EROFS or "Read-only file system" in text:
-        cause = "read-only file system"
-    elif code in (errno.EACCES, errno.EPERM) or "ermission denied" in text or "not permitted" in text:
-        cause = "permission denied"
-    elif code == errno.ENOENT:
-        cause = "file missing"
-    else:
-        cause = (exc.strerror or text).splitlines()[0] if (exc.strerror or text) else type(exc).__name__
-    target = getattr(exc, "filename", None) or path
-    return StorageError(f"{cause}: cannot {doing}: {target}")
-
-
-def _failure(exc: sqlite3.Error, path: Path) -> LakehouseError:
-    """Name what an SQLite error means for the catalog at `path`, in one line."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    low = text.lower()
-    if "locked" in low or "busy" in low:
-        return BackendUnavailableError(f"lakehouse catalog is busy: {text}")
-    if "readonly" in low or "read-only" in low:
-        return StorageError(f"lakehouse is read-only: cannot write {path}")
-    if "full" in low:
-        return StorageError(f"disk full: cannot write {path}")
-    if "malformed" in low or "not a database" in low or "corrupt" in low:
-        return CatalogUnusableError(f"lakehouse catalog {path} is corrupt ({text}): {RECOVER_HINT}")
-    if "unable to open" in low:
-        return StorageError(f"cannot open the lakehouse catalog {path}: {text}")
-    return StorageError(f"lakehouse catalog {path}: {text}")
-
-
 def create_catalog_schema(con: sqlite3.Connection) -> None:
     """The catalog's tables, in a new catalog file (inside the caller's transaction)."""
     for statement in CATALOG_SCHEMA.split(";"):
         if statement.strip():
             con.execute(statement)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    with suppress(OSError):  # not every file system lets a directory be fsynced; the link is made either way
-        fsync_file(path)

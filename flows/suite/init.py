@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from flows.datasets import Dataset, DatasetError, datasets_file, gx_dir, save_dataset, validate_dataset_name
 from flows.lakehouse.names import DEFAULT_NAMESPACE
-from flows.lakehouse.refs import fsync_dir  # durable renames: the lakehouse's own helper
+from flows.lakehouse.storage import fsync_dir  # durable renames: the lakehouse's own helper
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite

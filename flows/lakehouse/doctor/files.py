@@ -14,15 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..refs import (
-    WRITERS_LOCK,
-    storage_error,
-)
+from ..refs import WRITERS_LOCK
+from ..storage import storage_error
 
 if TYPE_CHECKING:
     from pyiceberg.table.metadata import TableMetadata
 
-    from ..local import RelocatingFileIO
+    from ..catalog import RelocatingFileIO
 
 from .state import INIT_PREFIX, REBUILD_PREFIX, Journal
 
@@ -50,7 +48,7 @@ class TableFiles:
             return self._metadata[location]
         from pyiceberg.serializers import FromInputFile
 
-        from ..local import RECORDED_ROOTS_PROPERTY, ROOT_PROPERTY, RelocatingFileIO, _recorded_root
+        from ..catalog import RECORDED_ROOTS_PROPERTY, ROOT_PROPERTY, RelocatingFileIO, recorded_root
 
         path = _locate(self.root, location)
         result: _Loaded
@@ -60,7 +58,7 @@ class TableFiles:
             try:
                 base = RelocatingFileIO({ROOT_PROPERTY: str(self.root)})
                 metadata = FromInputFile.table_metadata(base.new_input(str(path)))
-                recorded = _recorded_root(metadata.location, location)
+                recorded = recorded_root(metadata.location, location)
                 io = RelocatingFileIO(
                     {
                         **metadata.properties,

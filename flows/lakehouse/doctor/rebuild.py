@@ -14,16 +14,8 @@ from pathlib import Path
 
 from ..errors import BackendUnavailableError, CatalogUnusableError, StorageError
 from ..names import MAIN
-from ..refs import (
-    JOURNAL_DIR,
-    WRITERS_LOCK,
-    commit_hash_of,
-    create_catalog_schema,
-    fsync_dir,
-    fsync_file,
-    on_read_only_fs,
-    storage_error,
-)
+from ..refs import JOURNAL_DIR, WRITERS_LOCK, commit_hash_of, create_catalog_schema
+from ..storage import fsync_dir, fsync_file, on_read_only_fs, storage_error
 from .files import TableFiles, writers_excluded
 from .state import (
     CATALOG_FILE,

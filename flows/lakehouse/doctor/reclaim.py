@@ -8,9 +8,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from ..errors import CatalogUnusableError
-from ..refs import (
-    storage_error,
-)
+from ..storage import storage_error
 from .files import find_orphans, writers_excluded
 from .state import CATALOG_FILE, ReclaimReport, read_catalog, read_journal
 
@@ -33,7 +31,7 @@ def reclaim_files(
             return report
         catalog, problems = read_catalog(root / CATALOG_FILE)
         if catalog is None:
-            from ..refs import RECOVER_HINT
+            from ..storage import RECOVER_HINT
 
             raise CatalogUnusableError(f"{problems[0] if problems else 'catalog unreadable'}: {RECOVER_HINT}")
         journal = read_journal(root)

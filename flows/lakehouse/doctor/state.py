@@ -11,12 +11,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..names import MAIN
-from ..refs import (
-    JOURNAL_DIR,
-    commit_hash_of,
-    on_read_only_fs,
-    readonly_uri,
-)
+from ..refs import JOURNAL_DIR, commit_hash_of
+from ..storage import on_read_only_fs, readonly_uri
 
 CATALOG_FILE = "catalog.db"
 DAMAGED_PREFIX = f"{CATALOG_FILE}.damaged-"
@@ -215,7 +211,7 @@ def read_catalog(path: Path) -> tuple[CatalogState | None, list[str]]:
     """The catalog's commits and refs, or None and what is wrong with it (one line each).
 
     Never opens the file other than through SQLite: closing a plain descriptor of it would drop the POSIX
-    locks this process's SQLite connections hold (see refs._check_header).
+    locks this process's SQLite connections hold (see storage.check_header).
     """
     try:
         size = path.stat().st_size
