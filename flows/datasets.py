@@ -20,6 +20,18 @@ class DatasetError(ValueError):
     """An unknown dataset or a malformed declaration file."""
 
 
+# How a run writes its source: `replace` makes the table exactly the source (a full snapshot); `append` adds
+# the source's rows to the table on main (a batch into a growing table; the first run creates the table).
+MODES = ("replace", "append")
+DEFAULT_MODE = "replace"
+
+
+def validate_mode(mode: str, where: str = "") -> str:
+    if mode not in MODES:
+        raise DatasetError(f"{where}unknown mode {mode!r:.80}: use one of {', '.join(MODES)}")
+    return mode
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
@@ -28,6 +40,7 @@ class Dataset:
     namespace: str = DEFAULT_NAMESPACE
     checkpoint: str = ""
     schedule: str | None = None
+    mode: str = DEFAULT_MODE
 
     @property
     def fqn(self) -> str:
@@ -70,7 +83,7 @@ def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
     for name, entry in entries.items():
         if not isinstance(entry, dict) or not entry.get("source"):
             raise DatasetError(f"{path}: dataset {name!r} needs at least a 'source'")
-        unknown = set(entry) - {"source", "table", "namespace", "checkpoint", "schedule"}
+        unknown = set(entry) - {"source", "table", "namespace", "checkpoint", "schedule", "mode"}
         if unknown:
             raise DatasetError(f"{path}: dataset {name!r} has unknown keys: {', '.join(sorted(unknown))}")
         validate_dataset_name(str(name))
@@ -81,6 +94,7 @@ def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
             namespace=validate_identifier(entry.get("namespace") or DEFAULT_NAMESPACE, "namespace"),
             checkpoint=str(entry.get("checkpoint") or name),
             schedule=entry.get("schedule") or None,
+            mode=validate_mode(entry.get("mode", DEFAULT_MODE), f"{path}: dataset {name!r}: "),
         )
         datasets[name] = dataset
     return datasets

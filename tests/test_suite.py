@@ -158,6 +158,7 @@ def test_init_declares_and_bootstraps_everything_wap_run_needs(orders_gx: Path, 
         "namespace": "bauplan",
         "checkpoint": "orders",
         "schedule": None,
+        "mode": "replace",  # declared explicitly, so that users see the option
     }
     assert "titanic" in declared  # the other declarations are kept...
     assert (orders_gx / "datasets.yml").read_text().startswith("# Datasets the WAP gate knows")  # ...and the docs

@@ -586,7 +586,7 @@ CONTRACTS = [
         "pyiceberg.catalog.Catalog._convert_schema_if_needed",
         ICEBERG,
         "a staticmethod taking schema first that turns an Arrow schema into an Iceberg Schema",
-        "flows/lakehouse/catalog.py (create_table), flows/lakehouse/sources.py",
+        "flows/lakehouse/catalog.py (create_table), flows/lakehouse/sources.py, flows/lakehouse/conform.py",
         _convert_schema,
     ),
     Contract(

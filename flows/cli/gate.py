@@ -30,10 +30,22 @@ from flows.cli.common import (
 )
 
 
-def _run_one(dataset: str, source: str | None, branch: str | None, backend: str, lakehouse: str, keep: bool):
+def _run_one(
+    dataset: str, source: str | None, branch: str | None, backend: str, lakehouse: str, keep: bool, mode: str | None
+):
     from flows.gate import run_gate
 
-    return run_gate(dataset, source, branch, backend, lakehouse, keep_failed_branch=keep)
+    return run_gate(dataset, source, branch, backend, lakehouse, keep_failed_branch=keep, mode=mode)
+
+
+def published_line(outcome) -> str:
+    """What `wap run` prints for a published run (append: the batch and the table it made)."""
+    if outcome.mode == "append":
+        return (
+            f"published {outcome.dataset}: appended {outcome.added} rows ({outcome.rows} in the table)"
+            f" at commit {outcome.published_commit}"
+        )
+    return f"published {outcome.dataset}: {outcome.rows} rows at commit {outcome.published_commit}"
 
 
 @app.command()
@@ -43,6 +55,10 @@ def run(
     source: Annotated[str | None, typer.Option(help="Override the declared source URI.")] = None,
     branch: Annotated[str | None, typer.Option(help="Branch name (default <user>.wap_<dataset>_<id>).")] = None,
     keep_failed_branch: Annotated[bool, typer.Option(help="Keep the branch of a failed run.")] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="replace (the table becomes the source) or append (add the rows); default: as declared."),
+    ] = None,
     backend: Backend = "local",
     lakehouse: LakehousePath = ".lakehouse",
 ) -> None:
@@ -54,20 +70,22 @@ def run(
     track_stderr()
     with cli_errors(gate=True):
         _check_backend(backend)
-        _preflight(dataset, branch)
+        _preflight(dataset, branch, mode)
         from flows.gate import check_prefect_api
 
         check_prefect_api()  # before any branch exists: an unreachable API costs seconds and writes nothing
         quiet_prefect_tracebacks()
         if dataset is not None:  # exactly one of DATASET and --all, checked above
-            outcome = _run_one(dataset, source, branch, backend, lakehouse, keep_failed_branch)
-            out.print(f"published {outcome.dataset}: {outcome.rows} rows at commit {outcome.published_commit}")
+            outcome = _run_one(dataset, source, branch, backend, lakehouse, keep_failed_branch, mode)
+            out.print(published_line(outcome))
             return
         from flows.datasets import load_datasets
 
         names = sorted(load_datasets())
         with ThreadPoolExecutor(max_workers=min(8, len(names)) or 1) as pool:
-            futures = {n: pool.submit(_run_one, n, None, None, backend, lakehouse, keep_failed_branch) for n in names}
+            futures = {
+                n: pool.submit(_run_one, n, None, None, backend, lakehouse, keep_failed_branch, mode) for n in names
+            }
         summary = Table("dataset", "outcome", "rows", "commit / reason")
         worst = EXIT_OK
         for name, future in futures.items():
@@ -85,11 +103,13 @@ def run(
             raise typer.Exit(worst)
 
 
-def _preflight(dataset: str | None, branch: str | None) -> None:
-    """Reject an unknown dataset or a bad branch name before Prefect or the lakehouse is touched."""
-    from flows.datasets import get_dataset, load_datasets
+def _preflight(dataset: str | None, branch: str | None, mode: str | None = None) -> None:
+    """Reject an unknown dataset, mode or a bad branch name before Prefect or the lakehouse is touched."""
+    from flows.datasets import get_dataset, load_datasets, validate_mode
     from flows.gate import validate_gate_branch
 
+    if mode is not None:
+        validate_mode(mode, "--mode: ")
     if dataset is None:
         load_datasets()
     else:

@@ -1,7 +1,8 @@
 """The WAP gate: write new data to a branch, audit it with the stored GX checkpoint, publish only if it passes.
 
     with hold_branch_lease(branch), transaction():
-        write_to_branch    create the branch from main, create the table from the source, import the rows;
+        write_to_branch    create the branch from main; replace: create the table from the source, append:
+                           keep main's table (create it if main has none); import the rows in one commit;
                            return the commit it wrote
         audit_branch_table read that exact commit back, run the checkpoint, report; raise if it fails
         publish_to_main    merge that exact commit into main with the audit as commit properties, delete the
@@ -14,6 +15,7 @@ the branch belongs to a live run.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from prefect import flow, task
@@ -23,7 +25,7 @@ from prefect.tasks import exponential_backoff
 from prefect.transactions import get_transaction, transaction
 
 from flows.audit import AuditResult, audit_table
-from flows.datasets import Dataset, get_dataset
+from flows.datasets import Dataset, get_dataset, validate_mode
 from flows.gate.guards import audit_commit_properties, branch_must_exist, check_branch_unchanged, delete_quietly
 from flows.gate.naming import default_branch_name, validate_gate_branch
 from flows.gate.outcome import AuditFailedError, GateOutcome, Lakehouse, PrefectUnavailableError, WrittenBranch
@@ -70,7 +72,10 @@ def _is_transient(task, task_run, state) -> bool:
 def write_to_branch(
     lakehouse: Lakehouse, dataset: Dataset, source: str, branch: str, keep_failed_branch: bool
 ) -> WrittenBranch:
-    """Create the branch from main and load the source into the dataset's table there; return the commit."""
+    """Create the branch from main and load the source into the dataset's table there; return the commit.
+
+    replace: the table is created anew from the source. append: the source's rows are added to the table
+    main has (created first if main has none), in one commit."""
     client = lakehouse.connect()
     if lakehouse.backend == "local":
         # Refuse a source the audit would misread (e.g. columns `x` and `X`) before any branch exists.
@@ -82,8 +87,11 @@ def write_to_branch(
     client.create_branch(branch, from_ref=MAIN)
     try:
         with branch_must_exist(branch, "while the gate was writing to it"):
-            client.create_table(dataset.table, source, branch=branch, namespace=dataset.namespace, replace=True)
-            client.import_data(dataset.table, source, branch=branch, namespace=dataset.namespace)
+            # The branch was just made from main: what it holds is what main held when the run began.
+            if dataset.mode == "replace" or not client.has_table(dataset.table, branch, namespace=dataset.namespace):
+                replace = dataset.mode == "replace"
+                client.create_table(dataset.table, source, branch=branch, namespace=dataset.namespace, replace=replace)
+            imported = client.import_data(dataset.table, source, branch=branch, namespace=dataset.namespace)
             commit = client.get_branch(branch).hash
             rows = client.get_table(dataset.table, f"{branch}@{commit}", namespace=dataset.namespace).records
     except BaseException as exc:
@@ -92,8 +100,11 @@ def write_to_branch(
         if not keep_failed_branch or isinstance(exc, BackendUnavailableError):
             delete_quietly(client, branch)
         raise
-    print(f"wrote {rows} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
-    return WrittenBranch(rows or 0, commit)
+    if dataset.mode == "append":
+        print(f"appended {imported.rows} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
+    else:
+        print(f"wrote {rows} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
+    return WrittenBranch(rows or 0, commit, imported.rows if dataset.mode == "append" else rows)
 
 
 @write_to_branch.on_rollback
@@ -146,12 +157,19 @@ def publish_to_main(
         commit = client.merge_branch(
             f"{branch}@{written.commit}",
             MAIN,
-            commit_message=f"wap: publish {dataset.fqn} ({written.rows} rows, audit {audit.suite_name} passed)",
+            commit_message=f"wap: publish {dataset.fqn} ({_rows_written(dataset, written)}, audit {audit.suite_name}"
+            " passed)",
             commit_properties=audit_commit_properties(dataset, branch, source, written, audit),
         )
     delete_quietly(client, branch)
     print(f"published {dataset.fqn} to {MAIN} at commit {commit}")
     return commit
+
+
+def _rows_written(dataset: Dataset, written: WrittenBranch) -> str:
+    if dataset.mode == "append":
+        return f"{written.added} rows appended, {written.rows} in all"
+    return f"{written.rows} rows"
 
 
 @flow(name="wap", flow_run_name="wap-{dataset}", log_prints=True)
@@ -162,12 +180,17 @@ def wap(
     backend: str | None = None,
     lakehouse: str | None = None,
     keep_failed_branch: bool = False,
+    mode: str | None = None,
 ) -> GateOutcome:
-    """Write-Audit-Publish one dataset: published to main only if its GX checkpoint passes."""
+    """Write-Audit-Publish one dataset: published to main only if its GX checkpoint passes.
+
+    `mode` (replace or append) overrides the dataset's declared mode."""
     spec = get_dataset(dataset)
+    if mode is not None:
+        spec = dataclasses.replace(spec, mode=validate_mode(mode))
     target = Lakehouse(backend or default_backend(), str(lakehouse or default_lakehouse()))
     outcome = GateOutcome(
-        spec.name, validate_gate_branch(branch or default_branch_name(spec.name)), source or spec.source
+        spec.name, validate_gate_branch(branch or default_branch_name(spec.name)), source or spec.source, mode=spec.mode
     )
     flow_run = FlowRunContext.get()
     # run_gate reads these if Prefect itself fails after the body returned (e.g. its server died).
@@ -176,7 +199,7 @@ def wap(
     try:
         with hold_branch_lease(target.connect(), outcome.branch), transaction():
             written = write_to_branch(target, spec, outcome.source, outcome.branch, keep_failed_branch)
-            outcome.rows, outcome.audited_commit = written.rows, written.commit
+            outcome.rows, outcome.audited_commit, outcome.added = written.rows, written.commit, written.added
             pause_point("audit")
             outcome.audit = audit_branch_table(target, spec, outcome.branch, written.commit)
             pause_point("publish")
@@ -202,6 +225,7 @@ def run_gate(
     backend: str | None = None,
     lakehouse: str | None = None,
     keep_failed_branch: bool = False,
+    mode: str | None = None,
 ) -> GateOutcome:
     """Run the ``wap`` flow in this process, as ``wap run`` and ``wap demo`` do.
 
@@ -225,6 +249,7 @@ def run_gate(
                 backend=backend,
                 lakehouse=lakehouse,
                 keep_failed_branch=keep_failed_branch,
+                mode=mode,
             )
     except Exception as exc:
         outcome = THIS_RUN.outcome

@@ -64,6 +64,8 @@ def audit_commit_properties(
         "wap.branch": branch,
         "wap.audited_commit": written.commit,
         "wap.rows": str(written.rows),
+        "wap.mode": dataset.mode,
+        "wap.added_rows": "" if written.added is None else str(written.added),
         "gx.suite": audit.suite_name,
         "gx.checkpoint": audit.checkpoint_name,
         "gx.success": str(audit.success).lower(),

@@ -40,8 +40,9 @@ class Lakehouse:
 
 @dataclass(frozen=True)
 class WrittenBranch:
-    rows: int
+    rows: int  # the table's rows at `commit`
     commit: str  # the branch head right after the import: what the audit reads and publish merges
+    added: int | None = None  # the rows this run imported (append: the batch; replace: the whole table)
 
 
 @dataclass
@@ -49,10 +50,12 @@ class GateOutcome:
     dataset: str
     branch: str
     source: str
-    rows: int | None = None
+    rows: int | None = None  # the table's rows as audited (and published)
     audited_commit: str | None = None  # the branch commit the audit read, and the only one publish may merge
     published_commit: str | None = None
     audit: AuditResult | None = field(default=None, repr=False)
+    mode: str = "replace"
+    added: int | None = None  # the rows this run imported (append: the batch)
 
     @property
     def published(self) -> bool:

@@ -38,6 +38,7 @@ from pyiceberg.table import Table
 from pyparsing import ParseException
 
 from .catalog import RefCatalog, RelocatingFileIO, table_key
+from .conform import BatchConverter, conform_to_table
 from .errors import (
     CatalogUnusableError,
     ConcurrentUpdateError,
@@ -173,13 +174,14 @@ class LocalClient:
         catalog = self._catalog(branch, write=True)
         tbl = self._load_with(catalog, ns, name, branch)
         with open_source(search_uri) as source, self._writing(catalog, f"import into {ns}.{name}"):
-            _check_compatible(tbl, source)
+            # Before a row is written: the source's columns, fitted to the table's types where no value changes.
+            fit = conform_to_table(tbl.schema(), source.schema, source.uri, name)
             catalog.message = f"import data into {ns}.{name} from {search_uri}"
             rows = 0
             try:
                 with tbl.transaction() as tx:
                     # One commit for the whole import: a failure part-way leaves the branch untouched.
-                    for chunk in _chunks(source):
+                    for chunk in _chunks(source, fit):
                         tx.append(chunk)
                         rows += chunk.num_rows
                     catalog.commit_properties = {
@@ -406,32 +408,19 @@ def _missing_error(table: str, ref: str, missing: list[str]) -> StorageError:
     return StorageError(f"table {table} on {ref}: file missing: {missing[0]}{more}; {RECOVER_HINT}")
 
 
-def _check_compatible(tbl: Table, source: Source) -> None:
-    expected = {f.name for f in tbl.schema().fields}
-    got = set(source.schema.names)
-    if expected != got:
-        missing, extra = sorted(expected - got), sorted(got - expected)
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing columns {', '.join(missing)}" if missing else "",
-                f"unexpected columns {', '.join(extra)}" if extra else "",
-            )
-            if part
-        )
-        raise SourceError(f"source {source.uri} does not fit table {tbl.name()[-1]}: {detail}")
-
-
-def _chunks(source: Source):
-    """Group the source's batches into tables of bounded size for pyiceberg to write."""
+def _chunks(source: Source, fit: BatchConverter):
+    """Group the source's batches, fitted to the table, into tables of bounded size for pyiceberg to write."""
     pending: list[pa.RecordBatch] = []
     rows = size = 0
-    for batch in source.batches():
+    schema = None
+    for raw in source.batches():
+        batch = fit(raw)
+        schema = batch.schema
         pending.append(batch)
         rows += batch.num_rows
         size += batch.nbytes
         if rows >= IMPORT_CHUNK_ROWS or size >= IMPORT_CHUNK_BYTES:
-            yield pa.Table.from_batches(pending, schema=source.schema)
+            yield pa.Table.from_batches(pending, schema=schema)
             pending, rows, size = [], 0, 0
     if pending:
-        yield pa.Table.from_batches(pending, schema=source.schema)
+        yield pa.Table.from_batches(pending, schema=schema)

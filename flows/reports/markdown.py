@@ -25,6 +25,8 @@ class GateRun(Protocol):
     rows: int | None
     published_commit: str | None
     audit: AuditResult | None
+    mode: str
+    added: int | None
 
     @property
     def published(self) -> bool: ...
@@ -40,6 +42,10 @@ def _cell(value: Any, limit: int = MAX_CELL) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     text = " ".join(text.split()).replace("|", "\\|")
     return shorten(text, limit, marker="…")
+
+
+def _count(value: int | None) -> str:
+    return "" if value is None else str(value)
 
 
 _ROW_METRICS = {
@@ -161,7 +167,13 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
     if audit is not None:
         s = audit.statistics
         if outcome.published:
-            lines.append(f"**All {s['evaluated']} expectations passed**: {outcome.rows} rows published to `main`.")
+            if outcome.mode == "append":
+                lines.append(
+                    f"**All {s['evaluated']} expectations passed**: {outcome.added} rows appended, the table on"
+                    f" `main` now holds {outcome.rows}."
+                )
+            else:
+                lines.append(f"**All {s['evaluated']} expectations passed**: {outcome.rows} rows published to `main`.")
         elif failed:
             lines.append(
                 f"**{s['unsuccessful']} of {s['evaluated']} expectations failed**: nothing was published,"
@@ -186,11 +198,17 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
             lines.append(f"- **{sentence}** {found} ({code(e.expectation_type)}{where})")
         lines.append("")
 
+    rows_facts = (
+        [("Rows appended", _count(outcome.added)), ("Rows in the table", _count(outcome.rows))]
+        if outcome.mode == "append"
+        else [("Rows written", _count(outcome.rows))]
+    )
     facts: list[tuple[str, str]] = [
         ("Dataset", outcome.dataset),
         ("Source", code(outcome.source)),
         ("Branch", code(outcome.branch)),
-        ("Rows written", "" if outcome.rows is None else str(outcome.rows)),
+        ("Mode", outcome.mode),
+        *rows_facts,
         ("Published commit", code(outcome.published_commit) if outcome.published else "blocked"),
     ]
     if audit is not None:

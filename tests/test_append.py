@@ -1,0 +1,142 @@
+"""Append mode: each run adds its source's rows to the table on main (the first run creates the table).
+
+Real Prefect test server, real embedded lakehouse, real GX context; the CLI in-process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import yaml
+from gate_fixtures import run_cli
+from pyiceberg.table import StaticTable
+
+from flows.demo.data import corrupt, generate_titanic, write_csv
+from flows.lakehouse import MAIN, connect
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def _batch(n: int, first_id: int, seed: int) -> pa.Table:
+    """Titanic-shaped passengers with ids first_id, first_id + 1, ... (each batch its own ids)."""
+    table = generate_titanic(n, seed=seed)
+    ids = pc.add(table.column("PassengerId"), first_id - 1)
+    return table.set_column(table.schema.get_field_index("PassengerId"), "PassengerId", ids)
+
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("batches")
+    first = _batch(891, 1, seed=1)
+    return {
+        "first": write_csv(first, folder / "first.csv"),
+        "second": write_csv(_batch(50, 892, seed=2), folder / "second.csv"),
+        "third": write_csv(_batch(30, 942, seed=3), folder / "third.csv"),
+        "bad_values": write_csv(corrupt(_batch(40, 942, seed=4), "bad_pclass"), folder / "bad_values.csv"),
+    }
+
+
+def _iceberg(lake: Path, ref: str = MAIN) -> StaticTable:
+    info = connect("local", lake).get_table("titanic", ref)
+    return StaticTable.from_metadata(info.metadata_location)
+
+
+def _run(*args: str, lake: Path, env: dict[str, str] | None = None):
+    return run_cli("run", "titanic", *args, "--lakehouse", str(lake), env=env)
+
+
+def test_append_creates_the_table_then_adds_each_batch_in_one_commit(batches, tmp_path):
+    lake = tmp_path / "lake"
+    first = _run("--mode", "append", "--source", str(batches["first"]), lake=lake)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "published titanic: appended 891 rows (891 in the table)" in first.stdout
+    uuid = _iceberg(lake).metadata.table_uuid
+
+    second = _run("--mode", "append", "--source", str(batches["second"]), lake=lake)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "published titanic: appended 50 rows (941 in the table)" in second.stdout
+    client = connect("local", lake)
+    assert client.get_table("titanic", MAIN).records == 941
+    ids = client.scan("titanic", ref=MAIN).column("PassengerId").to_pylist()
+    assert sorted(ids) == list(range(1, 942))  # every row once, none lost, none doubled
+    head = client.get_commits(MAIN, limit=1)[0]
+    assert head.properties["wap.mode"] == "append"
+    assert head.properties["wap.added_rows"] == "50" and head.properties["wap.rows"] == "941"
+    assert "50 rows appended, 941 in all" in head.message
+    # The same Iceberg table grew by a snapshot: a reader sees its history.
+    table = _iceberg(lake)
+    assert table.metadata.table_uuid == uuid
+    assert len(table.metadata.snapshots) >= 2
+    assert [b.name for b in client.get_branches()] == [MAIN]
+
+
+def test_a_declared_append_dataset_appends_and_mode_overrides_it(batches, tmp_path, isolated_gx):
+    declared = yaml.safe_load((isolated_gx / "datasets.yml").read_text())
+    declared["datasets"]["titanic"]["mode"] = "append"
+    path = tmp_path / "datasets.yml"
+    path.write_text(yaml.safe_dump(declared))
+    env = {"WAP_DATASETS": str(path)}
+    lake = tmp_path / "lake"
+    for name in ("first", "second"):
+        result = _run("--source", str(batches[name]), lake=lake, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert connect("local", lake).get_table("titanic", MAIN).records == 941
+
+    replaced = _run("--mode", "replace", "--source", str(batches["third"]), lake=lake, env=env)
+    assert replaced.returncode == 0, replaced.stdout + replaced.stderr
+    assert "published titanic: 30 rows at commit" in replaced.stdout
+    assert connect("local", lake).get_table("titanic", MAIN).records == 30
+    assert connect("local", lake).get_commits(MAIN, limit=1)[0].properties["wap.mode"] == "replace"
+
+
+def test_a_blocked_batch_leaves_main_as_it_was(batches, tmp_path):
+    lake = tmp_path / "lake"
+    assert _run("--mode", "append", "--source", str(batches["first"]), lake=lake).returncode == 0
+    head = connect("local", lake).get_branch(MAIN).hash
+
+    blocked = _run("--mode", "append", "--source", str(batches["bad_values"]), lake=lake)
+    assert blocked.returncode == 1, blocked.stdout + blocked.stderr
+    assert blocked.stderr.strip().splitlines()[-1].startswith("blocked: titanic")
+    client = connect("local", lake)
+    assert client.get_branch(MAIN).hash == head and client.get_table("titanic", MAIN).records == 891
+    assert [b.name for b in client.get_branches()] == [MAIN]
+
+
+def test_appended_ids_that_collide_with_main_are_blocked(batches, tmp_path):
+    """Until the table suite of issue 12 item 3 lands, the one suite audits the whole table an append makes:
+    its unique-id rule sees ids of the batch that are already on main."""
+    lake = tmp_path / "lake"
+    assert _run("--mode", "append", "--source", str(batches["first"]), lake=lake).returncode == 0
+    colliding = write_csv(generate_titanic(20, seed=9), tmp_path / "colliding.csv")  # ids 1..20, each unique
+    blocked = _run("--mode", "append", "--source", str(colliding), lake=lake)
+    assert blocked.returncode == 1, blocked.stdout + blocked.stderr
+    assert "PassengerId" in blocked.stderr and "unique" in blocked.stderr
+    assert connect("local", lake).get_table("titanic", MAIN).records == 891
+
+
+@pytest.mark.parametrize(
+    ("args", "declared_mode", "needle"),
+    [
+        (["--mode", "sideways"], None, "--mode: unknown mode 'sideways': use one of replace, append"),
+        ([], "upsert", "dataset 'titanic': unknown mode 'upsert': use one of replace, append"),
+    ],
+    ids=["cli", "datasets.yml"],
+)
+def test_an_unknown_mode_is_one_line_exit_2_and_writes_nothing(
+    args, declared_mode, needle, batches, tmp_path, isolated_gx
+):
+    env = None
+    if declared_mode:
+        declared = yaml.safe_load((isolated_gx / "datasets.yml").read_text())
+        declared["datasets"]["titanic"]["mode"] = declared_mode
+        (tmp_path / "datasets.yml").write_text(yaml.safe_dump(declared))
+        env = {"WAP_DATASETS": str(tmp_path / "datasets.yml")}
+    result = _run(*args, "--source", str(batches["first"]), lake=tmp_path / "lake", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ") and needle in message, message
+    assert not (tmp_path / "lake").exists()
