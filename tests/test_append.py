@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import yaml
-from gate_fixtures import run_cli
+from gate_fixtures import latest_artifact, run_cli
 from pyiceberg.table import StaticTable
 
 from flows.demo.data import corrupt, generate_titanic, write_csv
@@ -140,3 +141,44 @@ def test_an_unknown_mode_is_one_line_exit_2_and_writes_nothing(
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: ") and needle in message, message
     assert not (tmp_path / "lake").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "needle", "report_line"),
+    [
+        ("missing", "missing columns Cabin", "- `Cabin`: missing from the source (`string` in the table)"),
+        ("extra", "unexpected columns Deck", "- `Deck`: not in the table (`string` in the source)"),
+        (
+            "retyped",
+            "retyped columns Survived (string in the source, long in the table)",
+            "- `Survived`: retyped: `string` in the source, `long` in the table",
+        ),
+    ],
+)
+def test_a_batch_that_does_not_fit_the_table_is_blocked_naming_each_column(
+    batches, tmp_path, change, needle, report_line
+):
+    lake = tmp_path / "lake"
+    assert _run("--mode", "append", "--source", str(batches["first"]), lake=lake).returncode == 0
+    head = connect("local", lake).get_branch(MAIN).hash
+    batch = _batch(10, 892, seed=5)
+    if change == "missing":
+        batch = batch.drop_columns(["Cabin"])
+    elif change == "extra":
+        batch = batch.append_column("Deck", pa.array(["C"] * len(batch)))
+    else:
+        survived = batch.schema.get_field_index("Survived")
+        batch = batch.set_column(survived, "Survived", pc.cast(batch.column(survived), pa.string()))
+    source = tmp_path / f"{change}.parquet"  # Parquet: the types are the file's, not inferred
+    pq.write_table(batch, source)
+
+    blocked = _run("--mode", "append", "--source", str(source), lake=lake)
+    assert blocked.returncode == 1, blocked.stdout + blocked.stderr
+    assert "Traceback" not in blocked.stdout + blocked.stderr
+    message = blocked.stderr.strip().splitlines()[-1]
+    assert message.startswith("blocked: ") and needle in message, message
+    client = connect("local", lake)
+    assert client.get_branch(MAIN).hash == head and [b.name for b in client.get_branches()] == [MAIN]
+    report = latest_artifact("titanic-validation")["data"]
+    assert report.startswith("# titanic: BLOCKED by the schema check")
+    assert "## Schema against `main`" in report and report_line in report

@@ -219,3 +219,28 @@ def test_expectation_rows_put_failures_first_and_keep_cells_short() -> None:
 
 def test_artifact_keys_are_valid_prefect_keys() -> None:
     assert artifact_key("Titanic_Clean", "validation") == "titanic-clean-validation"
+
+
+def test_a_batch_that_does_not_fit_the_table_is_blocked_by_the_schema_check_column_by_column() -> None:
+    from flows.lakehouse import SchemaMismatchError
+
+    error = SchemaMismatchError(
+        "source b.parquet does not fit table titanic: ...",
+        table="titanic",
+        missing=[("Cabin", "string")],
+        extra=[("Deck", "string")],
+        retyped=[("Survived", "string", "long")],
+    )
+    appended = outcome(None, published=None, rows=None)
+    appended.mode = "append"
+    md = render_markdown(appended, error)
+
+    assert md.splitlines()[0] == "# titanic: BLOCKED by the schema check"
+    assert "no row was written, nothing was published, `main` is unchanged" in md
+    assert section(md, "Schema against `main`") == [
+        "- `Cabin`: missing from the source (`string` in the table)",
+        "- `Deck`: not in the table (`string` in the source)",
+        "- `Survived`: retyped: `string` in the source, `long` in the table",
+    ]
+    assert "**Error**" not in md  # said column by column instead
+    assert "- **Mode**: append" in section(md, "Run")

@@ -83,6 +83,7 @@ def exit_code_for(exc: BaseException) -> int:
         ConcurrentUpdateError,
         LakehouseError,
         MergeConflictError,
+        SchemaMismatchError,
         StorageError,
     )
 
@@ -90,6 +91,8 @@ def exit_code_for(exc: BaseException) -> int:
     # an error exit of a cheap command should not pay for importing Prefect.
     wap_module = sys.modules.get("flows.gate.outcome")
     if wap_module is not None and isinstance(exc, wap_module.AuditFailedError):
+        return EXIT_BLOCKED
+    if isinstance(exc, SchemaMismatchError):  # a batch that does not fit the published table: a verdict
         return EXIT_BLOCKED
     if isinstance(
         exc, MergeConflictError | ConcurrentUpdateError | BackendUnavailableError | CatalogUnusableError | StorageError

@@ -19,7 +19,7 @@ from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.schema import Schema
 from pyiceberg.types import DoubleType, FloatType, IcebergType, IntegerType, LongType, NestedField
 
-from .errors import SourceError
+from .errors import SchemaMismatchError, SourceError
 
 MAX_EXACT_INTEGER_IN_DOUBLE = 2**53
 
@@ -54,7 +54,13 @@ def conform_to_table(table_schema: Schema, source_schema: pa.Schema, uri: str, t
             if retyped
             else "",
         ]
-        raise SourceError(f"source {uri} does not fit table {table}: {'; '.join(p for p in parts if p)}")
+        raise SchemaMismatchError(
+            f"source {uri} does not fit table {table}: {'; '.join(p for p in parts if p)}",
+            table=table,
+            missing=[(n, str(expected[n])) for n in missing],
+            extra=[(n, str(_stored(arrow[n]) or "null")) for n in extra],
+            retyped=[(n, str(got[n] or "null"), str(expected[n])) for n in retyped],
+        )
     casts = {n: _arrow_type(n, expected[n]) for n in differ}
 
     def convert(batch: pa.RecordBatch) -> pa.RecordBatch:

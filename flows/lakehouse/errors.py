@@ -64,6 +64,32 @@ class SourceError(LakehouseError):
     """A data source that is missing, matches no file, or cannot be read or parsed."""
 
 
+class SchemaMismatchError(SourceError):
+    """A source appended to a table whose columns do not fit it: what is missing, extra and retyped."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        table: str,
+        missing: list[tuple[str, str]],
+        extra: list[tuple[str, str]],
+        retyped: list[tuple[str, str, str]],
+    ) -> None:
+        super().__init__(message)
+        self.table = table
+        self.missing = missing  # (column, type in the table)
+        self.extra = extra  # (column, type in the source)
+        self.retyped = retyped  # (column, type in the source, type in the table)
+
+    def __reduce__(self):  # picklable across Prefect's result handling, with its fields
+        return (_rebuild_schema_mismatch, (str(self), self.table, self.missing, self.extra, self.retyped))
+
+
+def _rebuild_schema_mismatch(message, table, missing, extra, retyped) -> SchemaMismatchError:
+    return SchemaMismatchError(message, table=table, missing=missing, extra=extra, retyped=retyped)
+
+
 class QueryError(LakehouseError):
     """A query that is refused (not read-only) or fails."""
 

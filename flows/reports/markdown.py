@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Protocol
 
+from flows.lakehouse.errors import SchemaMismatchError
 from flows.reports.findings import finding, is_null
 from flows.shorten import shorten
 
@@ -157,14 +158,29 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
             description = description.replace(long, sign)
         return prose(description, 72)
 
+    schema = error if isinstance(error, SchemaMismatchError) else None
     if outcome.published:
         verdict = "PUBLISHED"
     elif failed:
         verdict = "BLOCKED by the audit"
+    elif schema is not None:
+        verdict = "BLOCKED by the schema check"
     else:
         verdict = "NOT PUBLISHED"
     lines = [f"# {outcome.dataset}: {verdict}", ""]
-    if audit is not None:
+    if schema is not None:
+        lines += [
+            f"**The batch does not fit table {code(schema.table)} on `main`**: no row was written, nothing was"
+            " published, `main` is unchanged.",
+            "",
+            "## Schema against `main`",
+            "",
+            *[f"- {code(c)}: missing from the source ({code(t)} in the table)" for c, t in schema.missing],
+            *[f"- {code(c)}: not in the table ({code(t)} in the source)" for c, t in schema.extra],
+            *[f"- {code(c)}: retyped: {code(a)} in the source, {code(b)} in the table" for c, a, b in schema.retyped],
+        ]
+        error = None  # said above, column by column
+    elif audit is not None:
         s = audit.statistics
         if outcome.published:
             if outcome.mode == "append":
