@@ -32,6 +32,17 @@ def validate_mode(mode: str, where: str = "") -> str:
     return mode
 
 
+# What an append does with a batch whose columns differ from the table's: `strict` blocks it; `evolve` adds its
+# new columns to the table (Iceberg schema evolution) and blocks only missing or retyped ones.
+SCHEMA_POLICIES = ("strict", "evolve")
+
+
+def validate_schema_policy(policy: str, where: str = "") -> str:
+    if policy not in SCHEMA_POLICIES:
+        raise DatasetError(f"{where}unknown schema policy {policy!r:.80}: use one of {', '.join(SCHEMA_POLICIES)}")
+    return policy
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
@@ -41,6 +52,7 @@ class Dataset:
     checkpoint: str = ""
     schedule: str | None = None
     mode: str = DEFAULT_MODE
+    schema: str = "strict"
 
     @property
     def fqn(self) -> str:
@@ -49,6 +61,8 @@ class Dataset:
     def to_dict(self) -> dict:
         data = asdict(self)
         data.pop("name")
+        if data["schema"] == "strict":
+            data.pop("schema")  # the default, and only meaningful for appends: not written unless chosen
         return data
 
 
@@ -83,7 +97,7 @@ def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
     for name, entry in entries.items():
         if not isinstance(entry, dict) or not entry.get("source"):
             raise DatasetError(f"{path}: dataset {name!r} needs at least a 'source'")
-        unknown = set(entry) - {"source", "table", "namespace", "checkpoint", "schedule", "mode"}
+        unknown = set(entry) - {"source", "table", "namespace", "checkpoint", "schedule", "mode", "schema"}
         if unknown:
             raise DatasetError(f"{path}: dataset {name!r} has unknown keys: {', '.join(sorted(unknown))}")
         validate_dataset_name(str(name))
@@ -95,6 +109,7 @@ def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
             checkpoint=str(entry.get("checkpoint") or name),
             schedule=entry.get("schedule") or None,
             mode=validate_mode(entry.get("mode", DEFAULT_MODE), f"{path}: dataset {name!r}: "),
+            schema=validate_schema_policy(entry.get("schema", "strict"), f"{path}: dataset {name!r}: "),
         )
         datasets[name] = dataset
     return datasets

@@ -5,6 +5,8 @@ Real Prefect test server, real embedded lakehouse, real GX context; the CLI in-p
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -182,3 +184,65 @@ def test_a_batch_that_does_not_fit_the_table_is_blocked_naming_each_column(
     report = latest_artifact("titanic-validation")["data"]
     assert report.startswith("# titanic: BLOCKED by the schema check")
     assert "## Schema against `main`" in report and report_line in report
+
+
+def _declare(tmp_path: Path, isolated_gx: Path, **entry: str) -> dict[str, str]:
+    declared = yaml.safe_load((isolated_gx / "datasets.yml").read_text())
+    declared["datasets"]["titanic"].update(entry)
+    path = tmp_path / "datasets.yml"
+    path.write_text(yaml.safe_dump(declared))
+    return {"WAP_DATASETS": str(path)}
+
+
+def test_schema_evolve_adds_a_new_column_and_still_blocks_missing_or_retyped_ones(batches, tmp_path, isolated_gx):
+    env = _declare(tmp_path, isolated_gx, mode="append", schema="evolve")
+    lake = tmp_path / "lake"
+    assert _run("--source", str(batches["first"]), lake=lake, env=env).returncode == 0
+    uuid = _iceberg(lake).metadata.table_uuid
+    wider = _batch(10, 892, seed=6).append_column("Deck", pa.array(["C", None] * 5))
+    pq.write_table(wider, tmp_path / "wider.parquet")
+
+    # The table can take the new column, but the suite decides: its exact column set blocks it...
+    unexpected = _run("--source", str(tmp_path / "wider.parquet"), lake=lake, env=env)
+    assert unexpected.returncode == 1 and "unexpected columns ['Deck']" in unexpected.stderr, unexpected.stderr
+    assert connect("local", lake).get_table("titanic", MAIN).records == 891
+    # ...until the user adds it to the suite (in this test's own copy of gx/).
+    gx = tmp_path / "gx"
+    shutil.copytree(isolated_gx, gx, ignore=shutil.ignore_patterns("uncommitted"))
+    suite_path = gx / "expectations" / "titanic.json"
+    suite = json.loads(suite_path.read_text())
+    contract = next(e for e in suite["expectations"] if e["type"] == "expect_table_columns_to_match_set")
+    contract["kwargs"]["column_set"].append("Deck")
+    suite_path.write_text(json.dumps(suite, indent=2))
+    env = {**env, "WAP_GX_DIR": str(gx)}
+    evolved = _run("--source", str(tmp_path / "wider.parquet"), lake=lake, env=env)
+    assert evolved.returncode == 0, evolved.stdout + evolved.stderr
+    client = connect("local", lake)
+    table = client.scan("titanic", ref=MAIN)
+    assert table.num_rows == 901 and "Deck" in table.column_names
+    decks = dict(zip(table.column("PassengerId").to_pylist(), table.column("Deck").to_pylist(), strict=True))
+    assert decks[1] is None and decks[892] == "C" and decks[893] is None  # old rows read the new column as null
+    assert _iceberg(lake).metadata.table_uuid == uuid
+
+    for change in ("missing", "retyped"):
+        batch = _batch(5, 902, seed=7).append_column("Deck", pa.array(["A"] * 5))
+        if change == "missing":
+            batch = batch.drop_columns(["Cabin"])
+        else:
+            batch = batch.set_column(
+                batch.schema.get_field_index("Pclass"), "Pclass", pc.cast(batch["Pclass"], pa.string())
+            )
+        pq.write_table(batch, tmp_path / f"{change}.parquet")
+        blocked = _run("--source", str(tmp_path / f"{change}.parquet"), lake=lake, env=env)
+        assert blocked.returncode == 1, blocked.stdout + blocked.stderr
+        assert ("missing columns Cabin" if change == "missing" else "retyped columns Pclass") in blocked.stderr
+        assert connect("local", lake).get_table("titanic", MAIN).records == 901
+
+
+def test_an_unknown_schema_policy_is_one_line_exit_2(batches, tmp_path, isolated_gx):
+    env = _declare(tmp_path, isolated_gx, mode="append", schema="loose")
+    result = _run("--source", str(batches["first"]), lake=tmp_path / "lake", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert "unknown schema policy 'loose': use one of strict, evolve" in message, message
+    assert not (tmp_path / "lake").exists()

@@ -39,6 +39,7 @@ from flows.gate.runtime import (
     prefect_transport_error,
     prefect_unreachable,
 )
+from flows.gate.writing import check_schema_policy, prepare_table, rows_written
 from flows.lakehouse import (
     MAIN,
     BackendUnavailableError,
@@ -81,16 +82,14 @@ def write_to_branch(
         # Refuse a source the audit would misread (e.g. columns `x` and `X`) before any branch exists.
         # (Bauplan reads the source itself, from where this process may not be able to.)
         inspect_source(source)
+    check_schema_policy(client, dataset, lakehouse.backend)
     running = get_transaction()
     assert running is not None  # this task runs inside the flow's transaction
     running.set("rollback", {"lakehouse": lakehouse, "branch": branch, "keep": keep_failed_branch})
     client.create_branch(branch, from_ref=MAIN)
     try:
         with branch_must_exist(branch, "while the gate was writing to it"):
-            # The branch was just made from main: what it holds is what main held when the run began.
-            if dataset.mode == "replace" or not client.has_table(dataset.table, branch, namespace=dataset.namespace):
-                replace = dataset.mode == "replace"
-                client.create_table(dataset.table, source, branch=branch, namespace=dataset.namespace, replace=replace)
+            prepare_table(client, dataset, source, branch)
             imported = client.import_data(dataset.table, source, branch=branch, namespace=dataset.namespace)
             commit = client.get_branch(branch).hash
             rows = client.get_table(dataset.table, f"{branch}@{commit}", namespace=dataset.namespace).records
@@ -157,19 +156,13 @@ def publish_to_main(
         commit = client.merge_branch(
             f"{branch}@{written.commit}",
             MAIN,
-            commit_message=f"wap: publish {dataset.fqn} ({_rows_written(dataset, written)}, audit {audit.suite_name}"
+            commit_message=f"wap: publish {dataset.fqn} ({rows_written(dataset, written)}, audit {audit.suite_name}"
             " passed)",
             commit_properties=audit_commit_properties(dataset, branch, source, written, audit),
         )
     delete_quietly(client, branch)
     print(f"published {dataset.fqn} to {MAIN} at commit {commit}")
     return commit
-
-
-def _rows_written(dataset: Dataset, written: WrittenBranch) -> str:
-    if dataset.mode == "append":
-        return f"{written.added} rows appended, {written.rows} in all"
-    return f"{written.rows} rows"
 
 
 @flow(name="wap", flow_run_name="wap-{dataset}", log_prints=True)

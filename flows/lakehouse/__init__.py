@@ -3,9 +3,10 @@
 `connect()` returns a `LakehouseClient` (protocol.py), whose methods follow `bauplan.Client`'s names and
 parameters (create_branch, has_branch, get_branch, delete_branch, get_branches, get_commits, merge_branch,
 get_tables, has_table, get_table, create_table, import_data, scan, query). Optional capabilities are their
-own protocols, checked with isinstance: `ReadsTableFiles` (DuckDB reads the Parquet files directly) and
-`StoredInDirectory` (leases, gc and doctor work on the directory). The embedded "local" backend is the default;
-"bauplan" passes through to the hosted service. Both raise the exceptions in `errors`.
+own protocols, checked with isinstance: `ReadsTableFiles` (DuckDB reads the Parquet files directly),
+`EvolvesTableSchema` (`schema: evolve` adds new columns) and `StoredInDirectory` (leases, gc and doctor work
+on the directory). The embedded "local" backend is the default; "bauplan" passes through to the hosted
+service. Both raise the exceptions in `errors`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .errors import (
 )
 from .models import Branch, Commit, ImportState, TableField, TableInfo
 from .names import DEFAULT_NAMESPACE, MAIN
-from .protocol import LakehouseClient, ReadsTableFiles, StoredInDirectory
+from .protocol import EvolvesTableSchema, LakehouseClient, ReadsTableFiles, StoredInDirectory
 
 BACKENDS: tuple[str, ...] = ("local", "bauplan")
 DEFAULT_LAKEHOUSE = ".lakehouse"
@@ -84,6 +85,7 @@ __all__ = [
     "LakehouseError",
     "MergeConflictError",
     "QueryError",
+    "EvolvesTableSchema",
     "ReadsTableFiles",
     "RefNotFoundError",
     "SchemaMismatchError",

@@ -197,6 +197,28 @@ class LocalClient:
                 raise ConcurrentUpdateError(f"table {ns}.{name} on {branch} changed during the import: {exc}") from exc
         return ImportState(job_status="SUCCESS", rows=rows, table=table_key(ns, name), branch=catalog.ref.branch)
 
+    def add_new_columns(self, table: str, search_uri: str, *, branch: str, namespace: str | None = None) -> list[str]:
+        """Iceberg schema evolution: the source's columns the table lacks become optional columns (the rows
+        already there read them as null), in one commit; existing columns are left as they are."""
+        ns, name = resolve_table_name(table, namespace)
+        catalog = self._catalog(branch, write=True)
+        tbl = self._load_with(catalog, ns, name, branch)
+        with open_source(search_uri) as source:
+            known = set(tbl.schema().column_names)
+            new = [field for field in source.schema if field.name not in known]
+            if not new:
+                return []
+            added = [field.name for field in new]
+            catalog.message = f"add columns {', '.join(added)} to {ns}.{name} from {search_uri}"
+            catalog.commit_properties = {"wap.operation": "add_columns", "wap.source": search_uri}
+            with self._writing(catalog, f"add columns to {ns}.{name}"):
+                try:
+                    with tbl.update_schema() as update:
+                        update.union_by_name(pa.schema(new))
+                except CommitFailedException as exc:
+                    raise ConcurrentUpdateError(f"table {ns}.{name} on {branch} changed meanwhile: {exc}") from exc
+        return added
+
     def scan(
         self,
         table: str,

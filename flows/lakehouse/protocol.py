@@ -100,6 +100,16 @@ class ReadsTableFiles(Protocol):
 
 
 @runtime_checkable
+class EvolvesTableSchema(Protocol):
+    """A backend that adds a source's new columns to a table (Iceberg schema evolution), for `schema: evolve`."""
+
+    def add_new_columns(self, table: str, search_uri: str, *, branch: str, namespace: str | None = None) -> list[str]:
+        """Add the source's columns the table lacks, as optional columns, in one commit on `branch`; return
+        their names (none: no commit). Existing columns are never changed."""
+        ...
+
+
+@runtime_checkable
 class StoredInDirectory(Protocol):
     """A backend that keeps everything under one local directory (the embedded one): leases, gc and doctor use it."""
 

@@ -1,0 +1,37 @@
+"""How the write task shapes the branch table before it imports a source: by the dataset's mode and schema
+policy. Kept out of the flow module, which reads as the process."""
+
+from __future__ import annotations
+
+from flows.datasets import Dataset, DatasetError
+from flows.gate.outcome import WrittenBranch
+from flows.lakehouse import EvolvesTableSchema, LakehouseClient
+
+
+def check_schema_policy(client: LakehouseClient, dataset: Dataset, backend: str) -> None:
+    """Before any branch exists: `schema: evolve` needs a backend that can add columns."""
+    if dataset.mode == "append" and dataset.schema == "evolve" and not isinstance(client, EvolvesTableSchema):
+        raise DatasetError(
+            f"dataset {dataset.name}: 'schema: evolve' needs a backend that evolves table schemas;"
+            f" {backend} does not (use schema: strict)"
+        )
+
+
+def prepare_table(client: LakehouseClient, dataset: Dataset, source: str, branch: str) -> None:
+    """replace: create the table anew from the source. append: keep the table the branch has from main (create
+    it if there is none); with `schema: evolve`, first add the source's new columns to it."""
+    ns = dataset.namespace
+    # The branch was just made from main: what it holds is what main held when the run began.
+    if dataset.mode == "replace" or not client.has_table(dataset.table, branch, namespace=ns):
+        client.create_table(dataset.table, source, branch=branch, namespace=ns, replace=dataset.mode == "replace")
+    elif dataset.schema == "evolve" and isinstance(client, EvolvesTableSchema):
+        added = client.add_new_columns(dataset.table, source, branch=branch, namespace=ns)
+        if added:
+            print(f"added columns {', '.join(added)} to {dataset.fqn} on branch {branch} (schema: evolve)")
+
+
+def rows_written(dataset: Dataset, written: WrittenBranch) -> str:
+    """For the published commit's message."""
+    if dataset.mode == "append":
+        return f"{written.added} rows appended, {written.rows} in all"
+    return f"{written.rows} rows"
