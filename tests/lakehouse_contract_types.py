@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.lakehouse import LakehouseClient, ReadsTableFiles, StoredInDirectory, connect
+from flows.lakehouse import EvolvesTableSchema, LakehouseClient, ReadsTableFiles, StoredInDirectory, connect
 from flows.lakehouse.bauplan_backend import BauplanClient
 from flows.lakehouse.local import LocalClient
 
@@ -28,6 +28,10 @@ def embedded_reads_files(client: LocalClient) -> ReadsTableFiles:
 
 
 def embedded_has_directory(client: LocalClient) -> StoredInDirectory:
+    return client
+
+
+def embedded_evolves_schemas(client: LocalClient) -> EvolvesTableSchema:
     return client
 
 

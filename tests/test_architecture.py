@@ -19,7 +19,7 @@ from typing import Any
 import bauplan
 import pytest
 
-from flows.lakehouse import BACKENDS, LakehouseClient, ReadsTableFiles, StoredInDirectory
+from flows.lakehouse import BACKENDS, EvolvesTableSchema, LakehouseClient, ReadsTableFiles, StoredInDirectory
 from flows.lakehouse.bauplan_backend import BauplanClient
 from flows.lakehouse.local import LocalClient
 
@@ -142,3 +142,5 @@ def test_optional_capabilities_are_the_embedded_backend_s(tmp_path: Path) -> Non
     hosted = BauplanClient(client=object())  # a stand-in SDK client: the service is remote
     assert isinstance(local, ReadsTableFiles) and isinstance(local, StoredInDirectory)
     assert not isinstance(hosted, ReadsTableFiles) and not isinstance(hosted, StoredInDirectory)
+    # `schema: evolve` adds columns only where the backend can (isinstance(client, EvolvesTableSchema)).
+    assert isinstance(local, EvolvesTableSchema) and not isinstance(hosted, EvolvesTableSchema)
