@@ -246,3 +246,28 @@ def test_an_unknown_schema_policy_is_one_line_exit_2(batches, tmp_path, isolated
     message = result.stderr.strip().splitlines()[-1]
     assert "unknown schema policy 'loose': use one of strict, evolve" in message, message
     assert not (tmp_path / "lake").exists()
+
+
+def test_each_append_is_a_snapshot_of_one_iceberg_table_that_readers_time_travel(batches, tmp_path):
+    """pyiceberg and polars (an independent reader) see the table's history; the snapshot before an append
+    gives the rows main held before it, and each published commit names the snapshot it published."""
+    import polars as pl
+
+    lake = tmp_path / "lake"
+    for name in ("first", "second", "third"):
+        assert _run("--mode", "append", "--source", str(batches[name]), lake=lake).returncode == 0
+    client = connect("local", lake)
+    published = [c for c in client.get_commits(MAIN) if c.properties.get("wap.mode") == "append"]
+    snapshots = [int(c.properties["iceberg.snapshot_id"]) for c in reversed(published)]  # oldest first
+    assert len(set(snapshots)) == 3
+
+    table = _iceberg(lake)
+    history = [entry.snapshot_id for entry in table.metadata.snapshot_log]
+    assert history[-3:] == snapshots  # one table, one snapshot per published batch, in order
+    assert table.metadata.current_snapshot_id == snapshots[-1]
+    for snapshot, rows in zip(snapshots, (891, 941, 971), strict=True):
+        assert table.scan(snapshot_id=snapshot).to_arrow().num_rows == rows
+        frame = pl.scan_iceberg(table, snapshot_id=snapshot).select("PassengerId").collect()
+        assert frame.height == rows and frame["PassengerId"].max() == rows
+    before_last = pl.scan_iceberg(table, snapshot_id=snapshots[1]).collect()
+    assert sorted(before_last["PassengerId"].to_list()) == list(range(1, 942))  # the rows before the last append

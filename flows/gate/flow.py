@@ -92,7 +92,8 @@ def write_to_branch(
             prepare_table(client, dataset, source, branch)
             imported = client.import_data(dataset.table, source, branch=branch, namespace=dataset.namespace)
             commit = client.get_branch(branch).hash
-            rows = client.get_table(dataset.table, f"{branch}@{commit}", namespace=dataset.namespace).records
+            table = client.get_table(dataset.table, f"{branch}@{commit}", namespace=dataset.namespace)
+            rows = table.records
     except BaseException as exc:
         # This task's own rollback hook only runs once it has completed, so clean up here; a transient
         # failure always cleans up, so that the retry can create the branch again.
@@ -103,7 +104,7 @@ def write_to_branch(
         print(f"appended {imported.rows} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
     else:
         print(f"wrote {rows} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
-    return WrittenBranch(rows or 0, commit, imported.rows if dataset.mode == "append" else rows)
+    return WrittenBranch(rows or 0, commit, imported.rows if dataset.mode == "append" else rows, table.snapshot_id)
 
 
 @write_to_branch.on_rollback

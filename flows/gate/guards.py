@@ -66,6 +66,8 @@ def audit_commit_properties(
         "wap.rows": str(written.rows),
         "wap.mode": dataset.mode,
         "wap.added_rows": "" if written.added is None else str(written.added),
+        # The table's Iceberg snapshot this commit publishes: readers time-travel by it (append: one per batch).
+        "iceberg.snapshot_id": "" if written.snapshot_id is None else str(written.snapshot_id),
         "gx.suite": audit.suite_name,
         "gx.checkpoint": audit.checkpoint_name,
         "gx.success": str(audit.success).lower(),
