@@ -25,9 +25,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 def _batch(n: int, first_id: int, seed: int) -> pa.Table:
     """Titanic-shaped passengers with ids first_id, first_id + 1, ... (each batch its own ids)."""
-    table = generate_titanic(n, seed=seed)
-    ids = pc.add(table.column("PassengerId"), first_id - 1)
-    return table.set_column(table.schema.get_field_index("PassengerId"), "PassengerId", ids)
+    return generate_titanic(n, seed=seed, first_id=first_id)
 
 
 @pytest.fixture(scope="module")

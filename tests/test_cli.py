@@ -151,9 +151,11 @@ def test_demo_offline_with_its_own_prefect(tmp_path):
     result = run_cli_process("demo", "--lakehouse", str(tmp_path / "lake"), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "published" in result.stdout and "blocked" in result.stdout
+    assert "appended 100 rows, 991 in the table" in result.stdout  # the append scene
+    assert "expect_column_values_to_be_unique on column 'PassengerId'" in result.stdout  # ids already on main
     assert "prefect server start" in result.stdout and "titanic-validation" in result.stdout
     client = connect("local", tmp_path / "lake")
-    assert client.get_table("titanic", MAIN).records == 891
+    assert client.get_table("titanic", MAIN).records == 991  # the clean snapshot and the new passengers
     assert [b.name for b in client.get_branches()] == [MAIN]
     artifacts = subprocess.run(
         [sys.executable, "-m", "prefect", "artifact", "ls"],

@@ -103,14 +103,16 @@ def _name_pool() -> tuple[pa.Array, int]:
     return pa.array(names, pa.string()), len(names) // 4
 
 
-def generate_titanic(n_rows: int = 891, seed: int = 0) -> pa.Table:
-    """Deterministic Titanic-like passengers: same schema/null patterns as the real CSV read via Arrow."""
+def generate_titanic(n_rows: int = 891, seed: int = 0, *, first_id: int = 1) -> pa.Table:
+    """Deterministic Titanic-like passengers: same schema/null patterns as the real CSV read via Arrow.
+
+    Ids run from `first_id` (a later batch of new passengers starts after the last id published)."""
     if n_rows < 0:
         raise ValueError("n_rows must be >= 0")
     rng = np.random.default_rng(seed)
     n = n_rows
 
-    passenger_id = np.arange(1, n + 1, dtype=np.int64)
+    passenger_id = np.arange(first_id, first_id + n, dtype=np.int64)
     cls = _categorical(rng, _PCLASS_P, n)  # 0..2
     pclass = (cls + 1).astype(np.int64)
     male = rng.random(n) < _MALE_P

@@ -1,4 +1,6 @@
-"""`wap demo`: the whole gate offline, on generated titanic-shaped data: once published, once blocked."""
+"""`wap demo`: the whole gate offline, on generated titanic-shaped data: a full snapshot published, a corrupted
+one blocked; then two batches appended to the published table: new passengers published, a batch whose ids
+collide with ids already on main blocked."""
 
 from __future__ import annotations
 
@@ -28,12 +30,12 @@ def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None
     clean_csv = write_csv(clean, sources / "titanic_clean.csv")
     corrupted_csv = write_csv(corrupted, sources / "titanic_corrupted.csv")
 
-    console.rule("1/2 clean data: expected to publish")
+    console.rule("1/4 clean data: expected to publish")
     outcome = run_gate("titanic", source=str(clean_csv), lakehouse=str(lakehouse), backend="local")
     # published_commit is set: run_gate raises unless the data was published
     console.print(f"[green]published[/]: {outcome.rows} rows at commit {(outcome.published_commit or '?')[:12]}")
 
-    console.rule(f"2/2 corrupted data ({', '.join(DEMO_DEFECTS)}): expected to be blocked")
+    console.rule(f"2/4 corrupted data ({', '.join(DEMO_DEFECTS)}): expected to be blocked")
     try:
         run_gate("titanic", source=str(corrupted_csv), lakehouse=str(lakehouse), backend="local")
     except AuditFailedError as exc:
@@ -42,10 +44,29 @@ def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None
     else:  # pragma: no cover - the suite would be broken
         raise RuntimeError("the corrupted batch was published: the titanic suite does not block it")
 
+    new_csv = write_csv(generate_titanic(100, seed=1, first_id=rows + 1), sources / "titanic_new_passengers.csv")
+    console.rule("3/4 append: a batch of 100 new passengers, expected to publish")
+    appended = run_gate("titanic", source=str(new_csv), lakehouse=str(lakehouse), backend="local", mode="append")
+    console.print(
+        f"[green]published[/]: appended {appended.added} rows, {appended.rows} in the table, at commit"
+        f" {(appended.published_commit or '?')[:12]}"
+    )
+
+    # Ids unique within the batch, but already on main: only an audit of the table the batch makes sees it.
+    colliding = generate_titanic(50, seed=2, first_id=max(1, rows - 24))
+    colliding_csv = write_csv(colliding, sources / "titanic_colliding_ids.csv")
+    console.rule("4/4 append: 50 passengers whose ids are already on main, expected to be blocked")
+    try:
+        run_gate("titanic", source=str(colliding_csv), lakehouse=str(lakehouse), backend="local", mode="append")
+    except AuditFailedError as exc:
+        console.print(f"[red]blocked[/]: {exc}", highlight=False)
+    else:  # pragma: no cover - the suite would be broken
+        raise RuntimeError("the colliding batch was published: the titanic suite does not block it")
+
     api = PREFECT_API_URL.value()
     console.rule("where to read the reports")
     console.print(
-        f"main still holds the clean batch: [bold]uv run wap log --lakehouse {lakehouse}[/]\n"
+        f"main holds the clean data and the new passengers: [bold]uv run wap log --lakehouse {lakehouse}[/]\n"
         f"artifacts ({artifact_key('titanic', 'validation')}, {artifact_key('titanic', 'expectations')}, "
         f"{artifact_key('titanic', 'data-docs')}) are in "
         + (f"the Prefect server at {api}" if api else f"{PREFECT_HOME.value()}/prefect.db")
