@@ -269,3 +269,17 @@ def test_each_append_is_a_snapshot_of_one_iceberg_table_that_readers_time_travel
         assert frame.height == rows and frame["PassengerId"].max() == rows
     before_last = pl.scan_iceberg(table, snapshot_id=snapshots[1]).collect()
     assert sorted(before_last["PassengerId"].to_list()) == list(range(1, 942))  # the rows before the last append
+
+
+def test_an_empty_batch_is_audited_like_any_other_never_an_error(batches, tmp_path):
+    """A header-only batch: the suite decides (here it passes, the table it makes is main's), exit 0 or 1,
+    never exit 2: an empty extract is data, not bad input."""
+    lake = tmp_path / "lake"
+    assert _run("--mode", "append", "--source", str(batches["first"]), lake=lake).returncode == 0
+    header = batches["first"].read_text().splitlines()[0]
+    empty = tmp_path / "empty.csv"
+    empty.write_text(header + "\n")
+    result = _run("--mode", "append", "--source", str(empty), lake=lake)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "published titanic: appended 0 rows (891 in the table)" in result.stdout
+    assert connect("local", lake).get_table("titanic", MAIN).records == 891

@@ -68,3 +68,21 @@ def test_an_integer_beyond_what_a_double_holds_exactly_is_refused():
 def test_a_narrowing_or_different_kind_is_a_retype(source_type):
     with pytest.raises(SourceError, match="retyped columns x"):
         conform_to_table(_table(("x", pa.int32())), pa.schema([("x", source_type)]), "b.csv", "t")
+
+
+def test_a_text_source_column_guessed_as_text_is_parsed_as_the_table_s_type():
+    """A CSV batch with no rows (or only empty values) reads as text; its values decide, not Arrow's guess."""
+    from flows.lakehouse import SchemaMismatchError
+
+    table = _table(("id", pa.int64()), ("age", pa.float64()))
+    source = pa.schema([("id", pa.string()), ("age", pa.string())])
+    with pytest.raises(SchemaMismatchError):
+        conform_to_table(table, source, "b.parquet", "t")  # a typed (Parquet) source: a retype
+    convert = conform_to_table(table, source, "b.csv", "t", text_source=True)
+    empty = convert(pa.record_batch([pa.array([], pa.string()), pa.array([], pa.string())], schema=source))
+    assert empty.schema.field("id").type == pa.int64() and empty.num_rows == 0
+    parsed = convert(pa.record_batch([pa.array(["7", None]), pa.array(["1.5", "2"])], schema=source))
+    assert parsed.to_pydict() == {"id": [7, None], "age": [1.5, 2.0]}
+    with pytest.raises(SchemaMismatchError, match="retyped columns id") as raised:
+        convert(pa.record_batch([pa.array(["yes"]), pa.array(["1"])], schema=source))
+    assert raised.value.retyped == [("id", "string", "long")]

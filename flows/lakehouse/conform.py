@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.schema import Schema
-from pyiceberg.types import DoubleType, FloatType, IcebergType, IntegerType, LongType, NestedField
+from pyiceberg.types import DoubleType, FloatType, IcebergType, IntegerType, LongType, NestedField, StringType
 
 from .errors import SchemaMismatchError, SourceError
 
@@ -33,10 +33,15 @@ _WIDENS_TO: dict[type, tuple[type, ...]] = {
 }
 
 
-def conform_to_table(table_schema: Schema, source_schema: pa.Schema, uri: str, table: str) -> BatchConverter:
+def conform_to_table(
+    table_schema: Schema, source_schema: pa.Schema, uri: str, table: str, *, text_source: bool = False
+) -> BatchConverter:
     """A function that converts each source batch's columns to the table's types where they differ.
 
-    Raises SourceError naming every missing, unexpected and retyped column if the source does not fit.
+    `text_source`: the source is text (CSV), whose columns Arrow typed by guessing from the values; a column
+    guessed as text (a batch with no rows, or only empty values) is parsed as the table's type instead, and a
+    value that does not parse is a retyped column. Raises SchemaMismatchError naming every missing,
+    unexpected and retyped column if the source does not fit.
     """
     expected = {f.name: f.field_type for f in table_schema.fields}
     arrow = {f.name: f.type for f in source_schema}
@@ -44,7 +49,8 @@ def conform_to_table(table_schema: Schema, source_schema: pa.Schema, uri: str, t
     extra = sorted(n for n in arrow if n not in expected)
     got = {n: _stored(arrow[n]) for n in arrow if n in expected and expected[n].is_primitive}
     differ = [n for n in got if got[n] != expected[n]]
-    retyped = [n for n in differ if not _widens(got[n], expected[n])]
+    parsed = {n for n in differ if text_source and isinstance(got[n], StringType)}
+    retyped = [n for n in differ if n not in parsed and not _widens(got[n], expected[n])]
     if missing or extra or retyped:
         parts = [
             f"missing columns {', '.join(missing)}" if missing else "",
@@ -67,7 +73,12 @@ def conform_to_table(table_schema: Schema, source_schema: pa.Schema, uri: str, t
         if not casts:
             return batch
         names = batch.schema.names
-        columns = [_cast(batch.column(n), casts[n], uri, n) if n in casts else batch.column(n) for n in names]
+        columns = [
+            _cast(batch.column(n), casts[n], uri, n, table, stored=str(expected[n]), parsed=n in parsed)
+            if n in casts
+            else batch.column(n)
+            for n in names
+        ]
         fields = [pa.field(n, casts[n]) if n in casts else batch.schema.field(n) for n in names]
         return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
 
@@ -90,7 +101,9 @@ def _arrow_type(name: str, type_: IcebergType) -> pa.DataType:
     return schema_to_pyarrow(Schema(NestedField(1, name, type_, required=False))).field(0).type
 
 
-def _cast(column: pa.Array, type_: pa.DataType, uri: str, name: str) -> pa.Array:
+def _cast(
+    column: pa.Array, type_: pa.DataType, uri: str, name: str, table: str, *, stored: str, parsed: bool
+) -> pa.Array:
     if pa.types.is_integer(column.type) and pa.types.is_floating(type_) and len(column):
         biggest = pc.max(pc.abs_checked(column)).as_py()
         if biggest is not None and biggest > MAX_EXACT_INTEGER_IN_DOUBLE:
@@ -101,4 +114,13 @@ def _cast(column: pa.Array, type_: pa.DataType, uri: str, name: str) -> pa.Array
         return pc.cast(column, type_, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         detail = " ".join(str(exc).split())
+        if parsed:  # text that is not the table's type: the batch's column is retyped
+            raise SchemaMismatchError(
+                f"source {uri} does not fit table {table}: retyped columns {name} (text that is not {stored}:"
+                f" {detail})",
+                table=table,
+                missing=[],
+                extra=[],
+                retyped=[(name, "string", stored)],
+            ) from None
         raise SourceError(f"source {uri}: column {name!r} does not fit the table's {type_}: {detail}") from None

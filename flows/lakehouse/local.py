@@ -175,7 +175,7 @@ class LocalClient:
         tbl = self._load_with(catalog, ns, name, branch)
         with open_source(search_uri) as source, self._writing(catalog, f"import into {ns}.{name}"):
             # Before a row is written: the source's columns, fitted to the table's types where no value changes.
-            fit = conform_to_table(tbl.schema(), source.schema, source.uri, name)
+            fit = conform_to_table(tbl.schema(), source.schema, source.uri, name, text_source=source.format == "csv")
             catalog.message = f"import data into {ns}.{name} from {search_uri}"
             rows = 0
             try:
