@@ -50,7 +50,7 @@ from flows.lakehouse.local import LocalClient
 
 FAKE_KEY = "bpk-FAKE-SECRET-123"
 # Public LocalClient methods with no Bauplan counterpart: the embedded SQL engine reads Parquet files directly.
-LOCAL_ONLY = {"data_files"}
+LOCAL_ONLY = {"data_files", "add_new_columns"}  # optional capabilities (ReadsTableFiles, EvolvesTableSchema)
 
 
 @pytest.fixture
