@@ -35,6 +35,7 @@ def validate_mode(mode: str, where: str = "") -> str:
 # What an append does with a batch whose columns differ from the table's: `strict` blocks it; `evolve` adds its
 # new columns to the table (Iceberg schema evolution) and blocks only missing or retyped ones.
 SCHEMA_POLICIES = ("strict", "evolve")
+DEFAULT_SCHEMA_POLICY = "strict"
 
 
 def validate_schema_policy(policy: str, where: str = "") -> str:
@@ -52,7 +53,7 @@ class Dataset:
     checkpoint: str = ""
     schedule: str | None = None
     mode: str = DEFAULT_MODE
-    schema: str = "strict"
+    schema: str = DEFAULT_SCHEMA_POLICY
 
     @property
     def fqn(self) -> str:
@@ -61,7 +62,7 @@ class Dataset:
     def to_dict(self) -> dict:
         data = asdict(self)
         data.pop("name")
-        if data["schema"] == "strict":
+        if data["schema"] == DEFAULT_SCHEMA_POLICY:
             data.pop("schema")  # the default, and only meaningful for appends: not written unless chosen
         return data
 
@@ -109,7 +110,7 @@ def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
             checkpoint=str(entry.get("checkpoint") or name),
             schedule=entry.get("schedule") or None,
             mode=validate_mode(entry.get("mode", DEFAULT_MODE), f"{path}: dataset {name!r}: "),
-            schema=validate_schema_policy(entry.get("schema", "strict"), f"{path}: dataset {name!r}: "),
+            schema=validate_schema_policy(entry.get("schema", DEFAULT_SCHEMA_POLICY), f"{path}: dataset {name!r}: "),
         )
         datasets[name] = dataset
     return datasets

@@ -100,11 +100,11 @@ def write_to_branch(
         if not keep_failed_branch or isinstance(exc, BackendUnavailableError):
             delete_quietly(client, branch)
         raise
-    if dataset.mode == "append":
-        print(f"appended {imported.rows} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
-    else:
-        print(f"wrote {rows} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
-    return WrittenBranch(rows or 0, commit, imported.rows if dataset.mode == "append" else rows, table.snapshot_id)
+    appended = dataset.mode == "append"
+    added = imported.rows if appended else rows
+    verb = "appended" if appended else "wrote"
+    print(f"{verb} {added} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
+    return WrittenBranch(rows or 0, commit, added, table.snapshot_id)
 
 
 @write_to_branch.on_rollback

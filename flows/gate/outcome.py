@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flows.audit import AuditResult
+from flows.datasets import DEFAULT_MODE
 from flows.lakehouse import BackendUnavailableError, ConcurrentUpdateError, LakehouseClient, connect
 from flows.reports import summarize_failures
 
@@ -55,7 +56,7 @@ class GateOutcome:
     audited_commit: str | None = None  # the branch commit the audit read, and the only one publish may merge
     published_commit: str | None = None
     audit: AuditResult | None = field(default=None, repr=False)
-    mode: str = "replace"
+    mode: str = DEFAULT_MODE
     added: int | None = None  # the rows this run imported (append: the batch)
 
     @property

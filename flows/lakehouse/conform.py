@@ -47,7 +47,8 @@ def conform_to_table(
     arrow = {f.name: f.type for f in source_schema}
     missing = sorted(n for n in expected if n not in arrow)
     extra = sorted(n for n in arrow if n not in expected)
-    got = {n: _stored(arrow[n]) for n in arrow if n in expected and expected[n].is_primitive}
+    stored = _stored(source_schema)  # one conversion of the whole source schema
+    got = {n: stored.get(n) for n in arrow if n in expected and expected[n].is_primitive}
     differ = [n for n in got if got[n] != expected[n]]
     parsed = {n for n in differ if text_source and isinstance(got[n], StringType)}
     retyped = [n for n in differ if n not in parsed and not _widens(got[n], expected[n])]
@@ -64,7 +65,7 @@ def conform_to_table(
             f"source {uri} does not fit table {table}: {'; '.join(p for p in parts if p)}",
             table=table,
             missing=[(n, str(expected[n])) for n in missing],
-            extra=[(n, str(_stored(arrow[n]) or "null")) for n in extra],
+            extra=[(n, str(stored.get(n) or "null")) for n in extra],
             retyped=[(n, str(got[n] or "null"), str(expected[n])) for n in retyped],
         )
     casts = {n: _arrow_type(n, expected[n]) for n in differ}
@@ -85,12 +86,11 @@ def conform_to_table(
     return convert
 
 
-def _stored(type_: pa.DataType) -> IcebergType | None:
-    """The Iceberg type a column of this Arrow type is stored as (None: a column of nulls, any type fits)."""
-    if pa.types.is_null(type_):
-        return None
+def _stored(schema: pa.Schema) -> dict[str, IcebergType]:
+    """The Iceberg type each column is stored as; a column of nulls is left out (any type fits it)."""
+    typed = pa.schema([f for f in schema if not pa.types.is_null(f.type)])
     # pyiceberg's id-less conversion (private; guarded by tests/test_upstream_contract.py).
-    return Catalog._convert_schema_if_needed(pa.schema([pa.field("c", type_)])).fields[0].field_type
+    return {f.name: f.field_type for f in Catalog._convert_schema_if_needed(typed).fields}
 
 
 def _widens(source: IcebergType | None, table: IcebergType) -> bool:
