@@ -14,6 +14,7 @@ from flows.audit.gx_project import (
     DATA_DOCS_SITE,
     DATASOURCE_NAME,
     RESULT_FORMAT,
+    TABLE_SUITE_SUFFIX,
     reuse_expectation_ids,
 )
 
@@ -98,9 +99,12 @@ def bootstrap_dataset(
     validation_definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=dataset, data=batch_definition, suite=suite)
     )
+    definitions = [validation_definition]
+    with contextlib.suppress(DataContextError):  # the dataset's table suite, if it has one, stays in its checkpoint
+        definitions.append(context.validation_definitions.get(f"{dataset}{TABLE_SUITE_SUFFIX}"))
     checkpoint = gx.Checkpoint(
         name=dataset,
-        validation_definitions=[validation_definition],
+        validation_definitions=definitions,
         actions=[UpdateDataDocsAction(name=DATA_DOCS_ACTION_NAME, site_names=site_names or [])],
         result_format=RESULT_FORMAT,
     )

@@ -106,16 +106,50 @@ def test_a_blocked_batch_leaves_main_as_it_was(batches, tmp_path):
     assert [b.name for b in client.get_branches()] == [MAIN]
 
 
-def test_appended_ids_that_collide_with_main_are_blocked(batches, tmp_path):
-    """Until the table suite of issue 12 item 3 lands, the one suite audits the whole table an append makes:
-    its unique-id rule sees ids of the batch that are already on main."""
+def test_appended_ids_that_collide_with_main_are_blocked_by_the_table_suite(batches, tmp_path):
+    """The batch suite sees the 20 new rows (their ids unique among themselves: it passes); the table suite sees
+    main's 891 plus them, where ids 1..20 occur twice: it blocks, naming the colliding ids, in the CLI's line and
+    in the report, which also shows the facts of main the suites were given."""
     lake = tmp_path / "lake"
     assert _run("--mode", "append", "--source", str(batches["first"]), lake=lake).returncode == 0
+    head = connect("local", lake).get_branch(MAIN).hash
     colliding = write_csv(generate_titanic(20, seed=9), tmp_path / "colliding.csv")  # ids 1..20, each unique
     blocked = _run("--mode", "append", "--source", str(colliding), lake=lake)
     assert blocked.returncode == 1, blocked.stdout + blocked.stderr
-    assert "PassengerId" in blocked.stderr and "unique" in blocked.stderr
-    assert connect("local", lake).get_table("titanic", MAIN).records == 891
+    last = blocked.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("blocked: titanic: 1 of ")
+        and (
+            "titanic_table on the table as it would be published: expect_column_values_to_be_unique on column"
+            " 'PassengerId': 40 unexpected value(s)"
+        )
+        in last
+    ), last
+    assert "e.g. 1, 2, 3, 4, 5" in last
+    client = connect("local", lake)
+    assert client.get_branch(MAIN).hash == head and client.get_table("titanic", MAIN).records == 891
+
+    report = latest_artifact("titanic-validation")["data"]
+    assert "# titanic: BLOCKED by the audit" in report
+    assert "suite `titanic_table` on the table as it would be published)" in report
+    assert "- **Suite titanic**: passed on the batch (20 rows)" in report
+    assert "- **Suite titanic_table**: **failed** on the table as it would be published (911 rows)" in report
+    assert f"Facts of the table on `main@{head}`" in report
+    fare_max = max(generate_titanic(891, seed=1).column("Fare").to_pylist())
+    assert f"- `main_fare_max` = `{fare_max}`" in report
+    table_docs = latest_artifact("titanic-table-data-docs")
+    assert table_docs is not None and "titanic_table" in table_docs["data"]
+
+
+def test_a_published_append_records_both_suites_and_the_commit_it_built_on(batches, tmp_path):
+    lake = tmp_path / "lake"
+    assert _run("--mode", "append", "--source", str(batches["first"]), lake=lake).returncode == 0
+    base = connect("local", lake).get_branch(MAIN).hash
+    assert _run("--mode", "append", "--source", str(batches["second"]), lake=lake).returncode == 0
+    head = connect("local", lake).get_commits(MAIN, limit=1)[0]
+    assert head.properties["gx.suites"] == "titanic + titanic_table"
+    assert head.properties["wap.based_on"] == base
+    assert "audit titanic + titanic_table passed" in head.message
 
 
 @pytest.mark.parametrize(
@@ -271,15 +305,27 @@ def test_each_append_is_a_snapshot_of_one_iceberg_table_that_readers_time_travel
     assert sorted(before_last["PassengerId"].to_list()) == list(range(1, 942))  # the rows before the last append
 
 
-def test_an_empty_batch_is_audited_like_any_other_never_an_error(batches, tmp_path):
-    """A header-only batch: the suite decides (here it passes, the table it makes is main's), exit 0 or 1,
-    never exit 2: an empty extract is data, not bad input."""
+def test_an_empty_batch_is_audited_like_any_other_never_an_error(batches, tmp_path, isolated_gx):
+    """A header-only batch: the suites decide, exit 0 or 1, never exit 2: an empty extract is data, not bad input.
+    The shipped batch suite wants at least one row: blocked by that rule. Without it, the empty batch publishes."""
     lake = tmp_path / "lake"
     assert _run("--mode", "append", "--source", str(batches["first"]), lake=lake).returncode == 0
     header = batches["first"].read_text().splitlines()[0]
     empty = tmp_path / "empty.csv"
     empty.write_text(header + "\n")
-    result = _run("--mode", "append", "--source", str(empty), lake=lake)
+    blocked = _run("--mode", "append", "--source", str(empty), lake=lake)
+    assert blocked.returncode == 1, blocked.stdout + blocked.stderr
+    last = blocked.stderr.strip().splitlines()[-1]
+    assert last.startswith("blocked: titanic: 1 of ") and "expect_table_row_count_to_be_between" in last, last
+    assert connect("local", lake).get_table("titanic", MAIN).records == 891
+
+    gx_copy = tmp_path / "gx"
+    shutil.copytree(isolated_gx, gx_copy, ignore=shutil.ignore_patterns("uncommitted"))
+    suite_path = gx_copy / "expectations" / "titanic.json"
+    suite = json.loads(suite_path.read_text())
+    suite["expectations"] = [e for e in suite["expectations"] if e["type"] != "expect_table_row_count_to_be_between"]
+    suite_path.write_text(json.dumps(suite))
+    result = _run("--mode", "append", "--source", str(empty), lake=lake, env={"WAP_GX_DIR": str(gx_copy)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "published titanic: appended 0 rows (891 in the table)" in result.stdout
     assert connect("local", lake).get_table("titanic", MAIN).records == 891

@@ -50,7 +50,9 @@ from flows.lakehouse.local import LocalClient
 
 FAKE_KEY = "bpk-FAKE-SECRET-123"
 # Public LocalClient methods with no Bauplan counterpart: the embedded SQL engine reads Parquet files directly.
-LOCAL_ONLY = {"data_files", "add_new_columns"}  # optional capabilities (ReadsTableFiles, EvolvesTableSchema)
+# Optional capabilities: ReadsTableFiles (data_files, scan_data_files, fit_source), EvolvesTableSchema
+# (add_new_columns).
+LOCAL_ONLY = {"data_files", "scan_data_files", "fit_source", "add_new_columns"}
 
 
 @pytest.fixture

@@ -77,7 +77,10 @@ def test_published_report_artifacts(sources, lakehouse_dir):
     assert "PUBLISHED" in report["data"] and outcome.published_commit in report["data"]
     assert outcome.branch in report["data"] and str(sources["clean"]) in report["data"]
     # 891 rows is below PUSHDOWN_MIN_ROWS: the report says where the row metrics came from.
-    assert "**Row metrics**: computed by GX on the table read into pandas" in report["data"]
+    assert (
+        "(891 rows): 35 of 35 expectations passed; row metrics computed by GX on the table read into pandas"
+        in (report["data"])
+    )
     table = latest_artifact("titanic-expectations")
     assert table["type"] == "table"
     assert "PassengerId values must be unique" in str(table["data"])
@@ -253,7 +256,7 @@ def test_gate_with_duckdb_row_metrics_publishes_good_data_and_blocks_bad(sources
     monkeypatch.setenv("WAP_AUDIT_PUSHDOWN", "always")  # Titanic is below the automatic threshold
     published = run_gate("titanic", source=str(sources["clean"]), backend="local", lakehouse=str(tmp_path))
     assert published.published and published.audit.row_metrics == "duckdb"
-    assert "**Row metrics**: computed by DuckDB" in latest_artifact("titanic-validation")["data"]
+    assert "passed; row metrics computed by DuckDB" in latest_artifact("titanic-validation")["data"]
     with pytest.raises(AuditFailedError, match="expect_column_values_to_be_in_set on column 'Pclass'") as blocked:
         run_gate("titanic", source=str(sources["bad_pclass"]), backend="local", lakehouse=str(tmp_path))
     assert blocked.value.result.row_metrics == "duckdb"

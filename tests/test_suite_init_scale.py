@@ -112,7 +112,8 @@ def test_init_does_the_same_gx_work_for_10_or_40_columns(tmp_path: Path, monkeyp
     assert seen[10] == seen[40], seen  # O(1) in the number of columns: the same calls, the same number of times
     fresh, forced = seen[40]
     assert fresh.get("Expectation.__eq__", 0) == 0 and forced.get("Expectation.__eq__", 0) == 0
-    assert fresh["TupleFilesystemStoreBackend._set"] <= 6  # config, placeholder, suite, definition, checkpoint
+    # config, placeholders, suites and definitions (batch and table), checkpoint
+    assert fresh["TupleFilesystemStoreBackend._set"] <= 9
 
 
 @pytest.mark.subprocess
@@ -151,7 +152,11 @@ def install_state(gx: Path, dataset: str = DATASET) -> str:
     if all(present):
         suite, definition, checkpoint = (json.loads(p.read_text()) for p in paths)
         assert definition["suite"] == {"id": suite["id"], "name": dataset}
-        assert checkpoint["validation_definitions"] == [{"id": definition["id"], "name": dataset}]
+        table_definition = json.loads((gx / "validation_definitions" / f"{dataset}_table.json").read_text())
+        assert checkpoint["validation_definitions"] == [
+            {"id": definition["id"], "name": dataset},
+            {"id": table_definition["id"], "name": f"{dataset}_table"},
+        ]
         assert definition["data"]["asset"]["id"] == config["fluent_datasources"]["pandas"]["assets"][dataset]["id"]
         return "all"
     assert not any(present), f"partial, without a journal: {present}"

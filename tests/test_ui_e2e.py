@@ -177,9 +177,13 @@ def _open_report(run: GateRun, ui: str, server: PrefectServer, chromium: str, tm
 
 
 def _expectations_table(md: RenderedMarkdown) -> list[list[str]]:
-    tables = [t for t in md.tables if t and t[0] == ["Status", "Expectation", "Result"]]
+    """The overview table's rows as [status, expectation, result]; its Suite column names both suites."""
+    tables = [t for t in md.tables if t and t[0] == ["Status", "Suite", "Expectation", "Result"]]
     assert len(tables) == 1, f"{md.ui} UI: no rendered expectations table; tables: {md.tables}"
-    return tables[0][1:]
+    rows = tables[0][1:]
+    assert all(len(row) == 4 for row in rows), rows
+    assert {row[1] for row in rows} == {"titanic", "titanic_table"}, rows
+    return [[status, description, result] for status, _, description, result in rows]
 
 
 def _table_rows(run: GateRun) -> list[dict]:
@@ -208,7 +212,7 @@ def test_blocked_report_in_ui(
     rows = _expectations_table(md)
     assert len(rows) == len(_table_rows(run)), f"{ui} UI: {len(rows)} table rows for {len(_table_rows(run))}"
     assert all(len(row) == 3 for row in rows), rows
-    assert md.td_count >= 3 * len(rows)
+    assert md.td_count >= 4 * len(rows)
     status, description, result = rows[0]
     assert (status, description) == ("FAIL", "Sex values must belong to this set: male female."), rows[0]
     assert result.startswith(f"{gate_runs.bad_sex_values} unexpected ("), rows[0]

@@ -1,23 +1,28 @@
-"""The "Audit" in Write-Audit-Publish: run a stored Great Expectations checkpoint on a dataframe.
+"""The "Audit" in Write-Audit-Publish: run a dataset's stored Great Expectations checkpoint.
 
-The gate pulls the written branch back as a ``pyarrow.Table``, converts it with
-``table_to_dataframe`` and calls ``run_checkpoint``; it merges only if ``AuditResult.success``.
+A checkpoint validates the batch (the rows a run adds; in replace mode the whole new table) with the
+dataset's suite and, if it has a second validation definition (``gx_project``), the table as it would be
+published with the table suite; both get the facts of the published table as suite parameters
+(``baseline``). ``audit_table`` reads both from the lakehouse (row metrics by DuckDB pushdown for large
+ones), ``run_checkpoint`` takes dataframes; the gate merges only if ``AuditResult.success``.
 GX is imported lazily (importing it costs seconds), so importing this module is cheap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flows.audit.gx_project import BATCH_PARAMETER
+from flows.audit.baseline import Baseline, column_key, measure_frame, published_baseline, referenced_parameters
+from flows.audit.gx_project import BATCH, BATCH_PARAMETER, TABLE, validates
 from flows.datasets import gx_dir as configured_gx_dir
 from flows.lakehouse.protocol import ReadsTableFiles
 
@@ -66,10 +71,26 @@ class ExpectationOutcome:
     details: dict[str, Any] = field(default_factory=dict)  # e.g. {"mismatched": {"missing": [...]}}
     notes: str | None = None  # the expectation's meta.notes: why it exists
     description: str | None = None  # GX's prescriptive sentence, e.g. "Age values must never be null."
+    suite: str | None = None  # the suite it belongs to
+    validates: str = BATCH  # what that suite validated: BATCH (the rows added) or TABLE (the table as published)
 
     @property
     def failed(self) -> bool:
         return not self.success
+
+
+@dataclass(frozen=True)
+class SuiteAudit:
+    """One validation of the checkpoint: a suite run on the batch or on the table as it would be published."""
+
+    validates: str  # BATCH or TABLE
+    suite_name: str
+    success: bool
+    rows: int  # the rows it validated
+    statistics: dict[str, Any]
+    data_docs_url: str | None
+    row_metrics: str  # "duckdb" or "pandas"
+    validation_result: ExpectationSuiteValidationResult | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -85,11 +106,23 @@ class AuditResult:
     data_docs_url: str | None  # file:// URL of this validation's data docs page
     # The GX ExpectationSuiteValidationResult, for renderers (Markdown, Prefect artifacts...).
     validation_result: ExpectationSuiteValidationResult | None = field(default=None, repr=False, compare=False)
-    row_metrics: str = "pandas"  # where row-level metrics were computed: "duckdb" (pushdown) or "pandas"
+    row_metrics: str = "pandas"  # where the batch's row-level metrics were computed: "duckdb" (pushdown) or "pandas"
+    # Every validation of the checkpoint, the batch first; the fields above describe the batch's, except
+    # `success`, `statistics` and `expectations`, which cover them all.
+    suites: tuple[SuiteAudit, ...] = ()
+    baseline: Baseline | None = None  # the facts of the published table the suites were given
 
     @property
     def failed(self) -> list[ExpectationOutcome]:
         return [e for e in self.expectations if e.failed]
+
+    @property
+    def suite_names(self) -> str:
+        """e.g. "titanic + titanic_table"."""
+        return " + ".join(s.suite_name for s in self.suites) or self.suite_name
+
+    def suite_audit(self, validates: str) -> SuiteAudit | None:
+        return next((s for s in self.suites if s.validates == validates), None)
 
 
 def table_to_dataframe(table: pa.Table, *, consume: bool = False) -> pd.DataFrame:
@@ -157,21 +190,53 @@ def run_checkpoint(
     df: pd.DataFrame,
     checkpoint: str,
     *,
+    table: pd.DataFrame | None = None,
+    parameters: dict[str, Any] | None = None,
     gx_dir: Path | str | None = None,
     run_name: str | None = None,
 ) -> AuditResult:
-    """Run the stored checkpoint ``checkpoint`` on ``df`` and return a flattened verdict.
+    """Run the stored checkpoint ``checkpoint``: its batch suite on ``df``, its table suite (if it has one) on
+    ``table`` (default: ``df``, as in replace mode), both with the suite ``parameters`` (default: the facts of
+    ``table`` itself, as on a first run with nothing published); return a flattened verdict.
 
     Thread-safe. Raises ``AuditConfigError`` if the project or checkpoint does not exist. The
     checkpoint's actions (data docs) run too; validation results land in ``gx/uncommitted/``.
     """
     import pandas as pd
 
-    if not isinstance(df, pd.DataFrame):  # e.g. a pyarrow.Table: GX's error would be far less clear
-        raise TypeError(f"run_checkpoint needs a pandas DataFrame (see table_to_dataframe), got {type(df).__name__}")
+    for frame in (df, table):
+        # e.g. a pyarrow.Table: GX's own error would be far less clear
+        if frame is not None and not isinstance(frame, pd.DataFrame):
+            raise TypeError(
+                f"run_checkpoint needs a pandas DataFrame (see table_to_dataframe), got {type(frame).__name__}"
+            )
     with _GX_LOCK:
         context = get_context(gx_dir)
-        return _run_stored(context, _load_checkpoint(context, checkpoint), df, run_name, row_metrics="pandas")
+        stored = _load_checkpoint(context, checkpoint)
+        whole = df if table is None else table
+        inputs = {BATCH: _Input(df, len(df)), TABLE: _Input(whole, len(whole))}
+        baseline = None
+        if parameters is None:
+            # No published table given: as on a first run, the table is its own baseline.
+            used = referenced_parameters(
+                [c for _, d in _definitions(stored) for c in d.suite.expectation_configurations]
+            )
+            baseline = replace(measure_frame(whole, measured="the audited data", wanted=set(used)), used=used)
+            parameters = baseline.parameters
+        return _run_stored(context, stored, inputs, parameters, baseline, run_name)
+
+
+@dataclass
+class _Input:
+    """What one validation reads: a dataframe, or a zero-row frame whose row metrics come from DuckDB."""
+
+    frame: pd.DataFrame
+    rows: int
+    metrics: Any = None  # pushdown.ParquetTableMetrics answering the row metrics, or None: GX on the frame
+
+    @property
+    def row_metrics(self) -> str:
+        return "pandas" if self.metrics is None else "duckdb"
 
 
 def _load_checkpoint(context: FileDataContext, checkpoint: str) -> Checkpoint:
@@ -190,58 +255,152 @@ def _load_checkpoint(context: FileDataContext, checkpoint: str) -> Checkpoint:
         raise AuditConfigError(
             f"GX checkpoint {checkpoint!r} in {context.root_directory} cannot be loaded: {exc}"
         ) from exc
-    if len(stored.validation_definitions) != 1:
-        # One checkpoint audits one dataset; AuditResult describes exactly one validation.
+    definitions = stored.validation_definitions
+    roles = [validates(d.batch_definition.name) for d in definitions]
+    if roles.count(BATCH) != 1 or roles.count(TABLE) > 1:
+        # One checkpoint audits one dataset: its batch, and optionally the table it makes.
         raise AuditConfigError(
-            f"GX checkpoint {checkpoint!r} has {len(stored.validation_definitions)} validation definitions;"
-            " the gate needs exactly one"
+            f"GX checkpoint {checkpoint!r} has {roles.count(BATCH)} validation definitions of the batch and"
+            f" {roles.count(TABLE)} of the published table; the gate needs exactly one of the batch and at most"
+            " one of the table (batch definition 'published_table')"
         )
-    suite = stored.validation_definitions[0].suite
-    if not suite.expectations:
-        # Fail closed: an empty suite would pass any data, silently turning the gate off.
-        raise AuditConfigError(
-            f"GX checkpoint {checkpoint!r}: suite {suite.name!r} has no expectations, so the audit would pass"
-            " anything; add expectations before gating on it"
-        )
+    for definition in definitions:
+        if not definition.suite.expectations:
+            # Fail closed: an empty suite would pass any data, silently turning the gate off.
+            raise AuditConfigError(
+                f"GX checkpoint {checkpoint!r}: suite {definition.suite.name!r} has no expectations, so the audit"
+                " would pass anything; add expectations before gating on it"
+            )
     return stored
 
 
+def _definitions(stored: Checkpoint) -> list[tuple[str, Any]]:
+    """(BATCH or TABLE, validation definition), the batch first."""
+    pairs = [(validates(d.batch_definition.name), d) for d in stored.validation_definitions]
+    return sorted(pairs, key=lambda pair: pair[0] != BATCH)
+
+
 def _run_stored(
-    context: FileDataContext, stored: Checkpoint, df: pd.DataFrame, run_name: str | None, *, row_metrics: str
+    context: FileDataContext,
+    stored: Checkpoint,
+    inputs: dict[str, _Input],
+    parameters: dict[str, Any],
+    baseline: Baseline | None,
+    run_name: str | None,
 ) -> AuditResult:
-    """Run a loaded checkpoint on ``df`` (the caller holds ``_GX_LOCK``)."""
+    """Run a loaded checkpoint, each validation definition on its own input (the caller holds ``_GX_LOCK``).
+
+    ``Checkpoint.run`` hands one ``batch_parameters`` to every validation definition, so the batch and the
+    table could not get different data; this runs GX's public ``ValidationDefinition.run`` per definition with
+    the checkpoint's result format and run id, builds GX's ``CheckpointResult`` from them and runs the
+    checkpoint's actions (data docs) on it, as ``Checkpoint.run`` does.
+    """
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.checkpoint.checkpoint import CheckpointResult
     from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+    from great_expectations.exceptions import SuiteParameterError
 
+    from flows.audit.pushdown import answering
+
+    freshness = stored.is_fresh()
+    if not freshness.success:
+        freshness.raise_for_error()
     # GX's file stores use the run name as a directory name and reject path separators in it.
     run_name = re.sub(r"[/\\]", "_", run_name)[:200] if run_name else f"{stored.name}-{uuid.uuid4().hex[:12]}"
-    checkpoint_result = stored.run(batch_parameters={BATCH_PARAMETER: df}, run_id=RunIdentifier(run_name=run_name))
-    result_key, validation_result = next(iter(checkpoint_result.run_results.items()))
+    run_id = RunIdentifier(run_name=run_name)
+    results: dict[Any, ExpectationSuiteValidationResult] = {}
+    ran: list[tuple[str, Any, _Input]] = []
+    for role, definition in _definitions(stored):
+        data = inputs[role]
+        try:
+            with answering(data.metrics) if data.metrics is not None else contextlib.nullcontext():
+                validation = definition.run(
+                    checkpoint_id=stored.id,
+                    batch_parameters={BATCH_PARAMETER: data.frame},
+                    expectation_parameters=parameters,
+                    result_format=stored.result_format,
+                    run_id=run_id,
+                )
+        except SuiteParameterError as exc:
+            raise AuditConfigError(_parameter_error(definition.suite.name, str(exc), parameters)) from exc
+        if data.metrics is not None and data.metrics.failures:
+            # GX caught the error into an expectation result; that verdict must not be trusted.
+            from flows.audit.pushdown import PushdownError
 
-    # Checkpoint.run() discards action results, so ask the context for the page the
-    # UpdateDataDocsAction just wrote; this is the same call the action makes for its result.
-    data_docs_url = None
+            raise PushdownError(f"row metrics failed during the audit: {'; '.join(data.metrics.failures)}")
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=definition.suite.name),
+            run_id=run_id,
+            batch_identifier=validation.batch_id,
+        )
+        results[key] = validation
+        ran.append((role, key, data))
+    checkpoint_result = CheckpointResult(run_id=run_id, run_results=results, checkpoint_config=stored)
+    stored._run_actions(checkpoint_result=checkpoint_result)  # private; pinned in tests/test_gx_contract.py
+
+    # Checkpoint actions' results are discarded, so ask the context for the pages the UpdateDataDocsAction
+    # just wrote; this is the same call the action makes for its result.
     docs_actions = [a for a in stored.actions if isinstance(a, UpdateDataDocsAction)]
-    if docs_actions:
-        site_names = docs_actions[0].site_names or None
-        urls = context.get_docs_sites_urls(resource_identifier=result_key, site_names=site_names)
-        data_docs_url = next((u["site_url"] for u in urls if u.get("site_url")), None)
 
-    run_time = checkpoint_result.run_id.run_time.isoformat()
+    def docs_url(key: Any) -> str | None:
+        if not docs_actions:
+            return None
+        urls = context.get_docs_sites_urls(resource_identifier=key, site_names=docs_actions[0].site_names or None)
+        return next((u["site_url"] for u in urls if u.get("site_url")), None)
+
+    suites = []
+    outcomes: list[ExpectationOutcome] = []
+    for role, key, data in ran:
+        validation = results[key]
+        suites.append(
+            SuiteAudit(
+                validates=role,
+                suite_name=validation.suite_name,
+                success=bool(validation.success),
+                rows=data.rows,
+                statistics=_statistics(validation.statistics),
+                data_docs_url=docs_url(key),
+                row_metrics=data.row_metrics,
+                validation_result=validation,
+            )
+        )
+        outcomes += [_outcome(r, suite=validation.suite_name, validates=role) for r in validation.results]
+    batch = suites[0]
+    run_time = run_id.run_time.isoformat()
     return AuditResult(
-        success=bool(checkpoint_result.success),
-        suite_name=validation_result.suite_name,
+        success=all(s.success for s in suites),
+        suite_name=batch.suite_name,
         checkpoint_name=stored.name,
         run_id=f"{run_name}@{run_time}",
         run_time=run_time,
         gx_version=gx.__version__,
-        statistics=_statistics(validation_result.statistics),
-        expectations=[_outcome(r) for r in validation_result.results],
-        data_docs_url=data_docs_url,
-        validation_result=validation_result,
-        row_metrics=row_metrics,
+        statistics=_combined_statistics([s.statistics for s in suites]),
+        expectations=outcomes,
+        data_docs_url=batch.data_docs_url,
+        validation_result=batch.validation_result,
+        row_metrics=batch.row_metrics,
+        suites=tuple(suites),
+        baseline=baseline,
     )
+
+
+def _parameter_error(suite: str, message: str, parameters: dict[str, Any]) -> str:
+    """GX's "Unknown string format: main_fare_maxx" as a line saying which parameter has no value, and why."""
+    missing = [name for name in re.findall(r"\bmain_\w+", message) if name not in parameters]
+    if not missing:
+        return f"suite {suite!r}: {message.splitlines()[0]}"
+    name = missing[0]
+    columns = {f"main_{column_key(c)}" for c in parameters.get("main_columns", [])}
+    if name.endswith(("_min", "_max")) and name.rsplit("_", 1)[0] in columns:
+        why = "that column has no value on main to compare with"
+    else:
+        why = "no such fact of the published table (the main_* names are listed in the README)"
+    return f"suite {suite!r} uses suite parameter {name}, which has no value: {why}"
 
 
 def audit_table(
@@ -254,75 +413,128 @@ def audit_table(
     gx_dir: Path | str | None = None,
     run_name: str | None = None,
     pushdown: bool | None = None,
+    published: str | None = None,
+    appended: bool = False,
 ) -> AuditResult:
-    """The audit task's work: read ``table`` on ``ref`` from a lakehouse client and run ``checkpoint`` on it.
+    """The audit task's work: run ``checkpoint`` on ``table`` as ``ref`` holds it.
 
-    On the embedded lakehouse the row-level metrics are computed by DuckDB over the table's Parquet
-    files when every expectation of the suite allows it (``flows.pushdown``): same GX results, no
-    pandas copy of the table. ``pushdown``: True always tries it, False never; None (default) follows
-    ``WAP_AUDIT_PUSHDOWN`` (``auto``, ``always``, ``never``), where ``auto`` tries it from
-    ``PUSHDOWN_MIN_ROWS`` rows on (below that, GX on pandas is quicker than planning SQL).
+    ``published`` (a pinned ref, e.g. ``main@<hash>``: main as the run found it) is the state the run would
+    replace: its facts become the suite parameters (``baseline``). ``appended``: the run appended to that
+    table, so the batch suite validates only the rows ``ref`` adds to it (its data files beyond
+    ``published``'s), the table suite the whole table on ``ref``; otherwise both validate the whole table.
 
-    Otherwise the table is converted to pandas and GX computes everything; the Arrow table is consumed
-    by that conversion (its buffers freed as they are converted), so the audit holds one copy of the data.
+    On the embedded lakehouse the row-level metrics are computed by DuckDB over the Parquet files when every
+    expectation of a suite allows it (``flows.pushdown``): same GX results, no pandas copy. ``pushdown``: True
+    always tries it, False never; None (default) follows ``WAP_AUDIT_PUSHDOWN`` (``auto``, ``always``,
+    ``never``), where ``auto`` tries it from ``PUSHDOWN_MIN_ROWS`` rows on (below that, GX on pandas is
+    quicker than planning SQL). Otherwise the rows are converted to pandas (the Arrow table consumed by the
+    conversion, so the audit holds one copy of them).
     """
     mode = {True: "always", False: "never", None: os.environ.get("WAP_AUDIT_PUSHDOWN", "auto")}[pushdown]
     if mode not in PUSHDOWN_MODES:
         raise AuditConfigError(f"WAP_AUDIT_PUSHDOWN must be one of {', '.join(PUSHDOWN_MODES)}, got {mode!r}")
-    if mode != "never" and isinstance(client, ReadsTableFiles):
-        always = mode == "always"
-        result = _audit_with_pushdown(client, table, ref, namespace, checkpoint, gx_dir, run_name, always=always)
-        if result is not None:
-            return result
-    df = table_to_dataframe(client.scan(table, ref=ref, namespace=namespace), consume=True)
-    return run_checkpoint(df, checkpoint, gx_dir=gx_dir, run_name=run_name)
+    if appended and (published is None or not isinstance(client, ReadsTableFiles)):
+        raise AuditConfigError("an append's batch audit needs the published ref and a backend that lists data files")
+    with _GX_LOCK:
+        context = get_context(gx_dir)
+        stored = _load_checkpoint(context, checkpoint)
+        suites = {role: d.suite for role, d in _definitions(stored)}
+        used = referenced_parameters([c for s in suites.values() for c in s.expectation_configurations])
+        # Without a published state to compare with, the table is its own baseline, as on a first run.
+        baseline = published_baseline(
+            client, table, published=published or ref, audited=ref, namespace=namespace, wanted=used,
+            first_run=published is None,
+        )  # fmt: skip
+        reader = _TableReader(client, table, ref, namespace, published if appended else None)
+        try:
+            parameters = baseline.parameters
+            inputs = {
+                role: reader.input(role, suite.expectation_configurations, stored.result_format, parameters, mode)
+                for role, suite in suites.items()
+            }
+            inputs.setdefault(TABLE, inputs[BATCH])  # unused without a table suite
+            return _run_stored(context, stored, inputs, parameters, baseline, run_name)
+        finally:
+            reader.close()
 
 
-def _audit_with_pushdown(
-    client: ReadsTableFiles,
-    table: str,
-    ref: str,
-    namespace: str | None,
-    checkpoint: str,
-    gx_dir: Path | str | None,
-    run_name: str | None,
-    *,
-    always: bool,
-) -> AuditResult | None:
-    """The audit with DuckDB-computed row metrics, or None if the suite needs something it cannot compute."""
-    from flows.audit.pushdown import ParquetTableMetrics, PushdownError, answering, plan
+class _TableReader:
+    """The data of each validation, read once: the batch (the files ``ref`` adds beyond ``appended_to``,
+    or the whole table) and the table."""
 
-    schema, files = client.data_files(table, ref=ref, namespace=namespace)
-    try:
-        metrics = ParquetTableMetrics(files, schema)
-    except PushdownError as exc:
-        _log.info("audit of %s: row metrics in pandas (%s)", table, exc)
-        return None
-    if not always and metrics.row_count < PUSHDOWN_MIN_ROWS:
-        return None  # decided from the Parquet footers, before DuckDB is even imported
-    import duckdb
+    def __init__(
+        self, client: LakehouseClient, table: str, ref: str, namespace: str | None, appended_to: str | None
+    ) -> None:
+        self.client, self.table, self.ref, self.namespace = client, table, ref, namespace
+        self.files: dict[str, tuple[pa.Schema, list[str]]] = {}
+        if isinstance(client, ReadsTableFiles):
+            schema, files = client.data_files(table, ref=ref, namespace=namespace)
+            self.files[TABLE] = (schema, files)
+            batch = files
+            if appended_to is not None and client.has_table(table, appended_to, namespace=namespace):
+                before = set(client.data_files(table, ref=appended_to, namespace=namespace)[1])
+                if not before <= set(files):
+                    raise AuditConfigError(f"{table} on {ref} is not {appended_to}'s table plus appended rows")
+                batch = [f for f in files if f not in before]
+            self.files[BATCH] = (schema, batch)
+        self.appended = appended_to is not None
+        self._metrics: dict[str, Any] = {}
+        self._frames: dict[str, _Input] = {}
 
-    try:
-        with _GX_LOCK:
-            context = get_context(gx_dir)
-            stored = _load_checkpoint(context, checkpoint)
-            suite = stored.validation_definitions[0].suite
+    def _same(self, role: str) -> str:
+        """Both validations read the same rows unless an append's batch is a part of the table."""
+        return role if self.appended else TABLE
+
+    def input(
+        self, role: str, configurations: list[Any], result_format: Any, parameters: dict[str, Any], mode: str
+    ) -> _Input:
+        key = self._same(role)
+        if mode != "never" and key in self.files:
+            pushed = self._pushdown(key, configurations, result_format, parameters, always=mode == "always")
+            if pushed is not None:
+                return pushed
+        if key not in self._frames:
+            if key == BATCH:
+                assert isinstance(self.client, ReadsTableFiles)
+                files = self.files[BATCH][1]
+                arrow = self.client.scan_data_files(self.table, files, ref=self.ref, namespace=self.namespace)
+            else:
+                arrow = self.client.scan(self.table, ref=self.ref, namespace=self.namespace)
+            rows = arrow.num_rows
+            self._frames[key] = _Input(table_to_dataframe(arrow, consume=True), rows)
+        return self._frames[key]
+
+    def _pushdown(
+        self, key: str, configurations: list[Any], result_format: Any, parameters: dict[str, Any], *, always: bool
+    ) -> _Input | None:
+        """The input with DuckDB-computed row metrics, or None if the suite needs something it cannot compute."""
+        from flows.audit.pushdown import ParquetTableMetrics, PushdownError, plan
+
+        metrics = self._metrics.get(key)
+        if metrics is None:
+            schema, files = self.files[key]
             try:
-                missing = plan(metrics, suite.expectation_configurations, stored.result_format)
-            except duckdb.Error as exc:  # unexpected: the plain path still gives the right verdict
-                _log.warning("audit of %s: DuckDB failed (%s); computing row metrics in pandas", table, exc)
+                metrics = self._metrics[key] = ParquetTableMetrics(files, schema)
+            except PushdownError as exc:
+                _log.info("audit of %s: row metrics in pandas (%s)", self.table, exc)
                 return None
-            if missing:
-                _log.info("audit of %s: row metrics in pandas, because of %s", table, "; ".join(missing[:3]))
-                return None
-            with answering(metrics):
-                result = _run_stored(context, stored, metrics.frame(), run_name, row_metrics="duckdb")
-            if metrics.failures:
-                # GX caught the error into an expectation result; that verdict must not be trusted.
-                raise PushdownError(f"row metrics failed during the audit: {'; '.join(metrics.failures)}")
-            return result
-    finally:
-        metrics.close()
+        if not always and metrics.row_count < PUSHDOWN_MIN_ROWS:
+            return None  # decided from the Parquet footers, before DuckDB is even imported
+        import duckdb
+
+        try:
+            missing = plan(metrics, configurations, result_format, parameters)
+        except duckdb.Error as exc:  # unexpected: the plain path still gives the right verdict
+            _log.warning("audit of %s: DuckDB failed (%s); computing row metrics in pandas", self.table, exc)
+            return None
+        if missing:
+            _log.info("audit of %s: row metrics in pandas, because of %s", self.table, "; ".join(missing[:3]))
+            return None
+        return _Input(metrics.frame(), metrics.row_count, metrics)
+
+    def close(self) -> None:
+        for metrics in self._metrics.values():
+            metrics.close()
 
 
 def _checkpoint_names(context: FileDataContext) -> list[str]:
@@ -331,6 +543,19 @@ def _checkpoint_names(context: FileDataContext) -> list[str]:
         return sorted(str(key.to_tuple()[0]) for key in context.checkpoint_store.list_keys())
     except Exception:  # listing is a courtesy in an error message; never mask the original error
         return []
+
+
+def _combined_statistics(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    evaluated = sum(p["evaluated"] for p in parts)
+    successful = sum(p["successful"] for p in parts)
+    return {
+        "evaluated": evaluated,
+        "successful": successful,
+        "unsuccessful": sum(p["unsuccessful"] for p in parts),
+        "success_percent": parts[0]["success_percent"]
+        if len(parts) == 1
+        else (100.0 * successful / evaluated if evaluated else None),
+    }
 
 
 def _statistics(gx_stats: dict[str, Any]) -> dict[str, Any]:
@@ -407,7 +632,7 @@ def _notes_text(meta: dict[str, Any] | None) -> str | None:
     return notes if isinstance(notes, str) else None
 
 
-def _outcome(r: Any) -> ExpectationOutcome:
+def _outcome(r: Any, *, suite: str | None = None, validates: str = BATCH) -> ExpectationOutcome:
     config = r.expectation_config
     kwargs = dict(config.kwargs)
     column = kwargs.pop("column", None)
@@ -432,4 +657,6 @@ def _outcome(r: Any) -> ExpectationOutcome:
         details=_plain(result.get("details") or {}),
         notes=_notes_text(config.meta),
         description=_describe_expectation(config),
+        suite=suite,
+        validates=validates,
     )

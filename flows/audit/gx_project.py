@@ -2,11 +2,16 @@
 
 What one dataset gets (all named after the dataset):
   datasource ``pandas`` -> dataframe asset ``<dataset>`` -> batch definition ``whole_dataframe``
-  expectation suite ``<dataset>``  (gx/expectations/<dataset>.json)
+  expectation suite ``<dataset>``  (gx/expectations/<dataset>.json): the batch suite
   validation definition ``<dataset>`` (gx/validation_definitions/<dataset>.json)
   checkpoint ``<dataset>`` with UpdateDataDocsAction (gx/checkpoints/<dataset>.json)
-The checkpoint is run with ``batch_parameters={"dataframe": df}``. The suites themselves live only as JSON
-in ``gx/expectations/``; ``wap suite init`` writes new ones.
+and, optionally, a table suite validated by the same checkpoint:
+  dataframe asset ``<dataset>_table`` -> batch definition ``published_table``
+  expectation suite and validation definition ``<dataset>_table``
+A validation definition's batch definition says what it validates: ``published_table`` the table as it would
+be published (main's rows plus the batch), any other name the batch (the rows this run adds; in replace mode
+the whole new table). Each is run with ``batch_parameters={"dataframe": <its data>}``. The suites live only
+as JSON in ``gx/expectations/``; ``wap suite init`` writes new ones.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ if TYPE_CHECKING:
 
 DATASOURCE_NAME = "pandas"
 BATCH_DEFINITION_NAME = "whole_dataframe"
+TABLE_BATCH_DEFINITION_NAME = "published_table"
+TABLE_SUITE_SUFFIX = "_table"  # <dataset>_table: the table suite's asset, suite and validation definition
+BATCH, TABLE = "batch", "table"  # what a validation definition validates
 BATCH_PARAMETER = "dataframe"  # the dataframe assets take the data under this key
 DATA_DOCS_ACTION_NAME = "update_data_docs"
 DATA_DOCS_SITE = "local_site"  # the site GX scaffolds: gx/uncommitted/data_docs/local_site/
@@ -26,6 +34,11 @@ DATA_DOCS_INDEX_LIMIT = 50
 # SUMMARY includes unexpected_count/percent and partial_unexpected_list (sample bad values),
 # which the gate quotes back to the user when it blocks a publish.
 RESULT_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
+
+
+def validates(batch_definition_name: str) -> str:
+    """BATCH or TABLE: what a validation definition with this batch definition validates."""
+    return TABLE if batch_definition_name == TABLE_BATCH_DEFINITION_NAME else BATCH
 
 
 def reuse_expectation_ids(stored: ExpectationSuite, new: ExpectationSuite) -> None:

@@ -403,11 +403,13 @@ def plan(
     metrics_source: ParquetTableMetrics,
     configurations: Iterable[ExpectationConfiguration],
     result_format: Any,
+    parameters: dict[str, Any] | None = None,
 ) -> list[str]:
     """What the suite needs that the pushdown cannot compute exactly ([] = the whole audit can run on it).
 
     When that is nothing, it also computes every answer GX will ask for, before GX runs. The dependencies are GX's own
-    (``Expectation.get_validation_dependencies`` on an engine holding the zero-row frame).
+    (``Expectation.get_validation_dependencies`` on an engine holding the zero-row frame), for the expectations as
+    GX will run them: with the suite ``parameters`` substituted, as its validator does.
     """
     engine = engine_class()()
     engine.load_batch_data("plan", metrics_source.frame())  # PandasExecutionEngine wraps a DataFrame itself
@@ -415,8 +417,11 @@ def plan(
     # A copy, as GX's validator takes one: GX fills in defaults in place, and the checkpoint must stay as saved.
     runtime = {"result_format": copy.deepcopy(getattr(result_format, "value", result_format))}
     for configuration in configurations:
-        expectation = configuration.to_domain_obj()
         try:
+            if parameters:
+                configuration = copy.deepcopy(configuration)
+                configuration.process_suite_parameters(parameters, True, None)
+            expectation = configuration.to_domain_obj()
             dependencies = expectation.get_validation_dependencies(
                 execution_engine=engine, runtime_configuration=copy.deepcopy(runtime)
             )

@@ -6,7 +6,7 @@ Exit codes follow `wap`: 0 ok, 1 problems found (`check`), 2 bad usage or input.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -14,6 +14,9 @@ from rich.text import Text
 
 from flows.cli.common import EXIT_BAD_INPUT, EXIT_BLOCKED, Backend, LakehousePath, cli_errors, fail, out
 from flows.shorten import shorten
+
+if TYPE_CHECKING:
+    from flows.suite import SuiteDiff, SuiteView
 
 suite_app = typer.Typer(no_args_is_help=True)
 
@@ -65,35 +68,42 @@ def list_command() -> None:
 
 @suite_app.command()
 def show(dataset: DatasetArg) -> None:
-    """The suite of a dataset as a table: expectation, column, arguments, mostly, notes."""
+    """The suites of a dataset (its batch suite, then its table suite) as tables: expectation, column, arguments,
+    mostly, notes. A suite's own name shows that suite alone."""
     with cli_errors():
-        from flows.suite import display_path, show_suite
+        from flows.suite import show_suites
 
-        view = show_suite(dataset)
-        used = ", ".join(view.checkpoints) or "no checkpoint"
-        table = _table(
-            "#",
-            "expectation",
-            "column",
-            "arguments",
-            "mostly",
-            "notes / meta",
-            title=Text(f"suite {view.name} ({display_path(view.path)}), dataset {view.dataset or '-'}, {used}"),
-            show_lines=True,
-        )
-        for e in view.expectations:
-            notes = e.notes or ""
-            if e.meta:
-                notes += ("\n" if notes else "") + _arguments(e.meta)
-            mostly = "" if e.mostly is None else f"{e.mostly:g}"
-            table.add_row(
-                str(e.index), _cell(e.type), _cell(e.column or "(table)"), _cell(_arguments(e.arguments)), mostly,
-                _cell(notes),
-            )  # fmt: skip
-        out.print(table)
-        if view.notes:
-            out.print(Text(f"notes: {view.notes}"), soft_wrap=True)
-        out.print(f"{len(view.expectations)} expectations")
+        for view in show_suites(dataset):
+            _print_suite(view)
+
+
+def _print_suite(view: SuiteView) -> None:
+    from flows.suite import display_path
+
+    used = ", ".join(view.checkpoints) or "no checkpoint"
+    table = _table(
+        "#",
+        "expectation",
+        "column",
+        "arguments",
+        "mostly",
+        "notes / meta",
+        title=Text(f"suite {view.name} ({display_path(view.path)}), dataset {view.dataset or '-'}, {used}"),
+        show_lines=True,
+    )
+    for e in view.expectations:
+        notes = e.notes or ""
+        if e.meta:
+            notes += ("\n" if notes else "") + _arguments(e.meta)
+        mostly = "" if e.mostly is None else f"{e.mostly:g}"
+        table.add_row(
+            str(e.index), _cell(e.type), _cell(e.column or "(table)"), _cell(_arguments(e.arguments)), mostly,
+            _cell(notes),
+        )  # fmt: skip
+    out.print(table)
+    if view.notes:
+        out.print(Text(f"notes: {view.notes}"), soft_wrap=True)
+    out.print(f"{len(view.expectations)} expectations")
 
 
 @suite_app.command()
@@ -159,6 +169,15 @@ def init(
         for column, kinds in list(by_column.items())[:INIT_TABLE_ROWS]:
             table.add_row(_cell(column), _cell(", ".join(kinds)))
         out.print(table)
+        table_suite = result.suite_path.with_name(f"{result.suite_path.stem}_table.json")
+        if table_suite in result.written:
+            out.print(
+                Text(
+                    f"wrote {display_path(table_suite)}: a starter table suite (rules on the table as it would be"
+                    " published: unique ids across it, no fewer rows than main)"
+                ),
+                soft_wrap=True,
+            )
         if len(by_column) > INIT_TABLE_ROWS:
             out.print(f"... and {len(by_column) - INIT_TABLE_ROWS} more columns: `wap suite show {dataset}` lists them")
         where = display_path(datasets_file())
@@ -179,24 +198,29 @@ def init(
 
 @suite_app.command()
 def diff(dataset: DatasetArg) -> None:
-    """What changed in the suite since the last git commit: expectations added, removed, changed."""
+    """What changed in the dataset's suites (batch, then table) since the last git commit: expectations added,
+    removed, changed."""
     with cli_errors():
-        from flows.suite import diff_suite
+        from flows.suite import diff_suites
 
-        result = diff_suite(dataset)
-        out.print(Text(f"suite {result.suite}: {result.message}"), soft_wrap=True)
-        if result.status == "no_git":
-            return
-        if result.status == "unchanged":
-            out.print("no changes")
-            return
-        table = _table("change", "expectation", "column", "details")
-        for change in result.changes:
-            table.add_row(
-                change.kind, _cell(change.type), _cell(change.column or "(table)"), _cell("\n".join(change.details))
-            )
-        for detail in result.suite_changes:
-            table.add_row("changed", "(suite)", "", _cell(detail))
-        out.print(table)
-        counts = {k: sum(c.kind == k for c in result.changes) for k in ("added", "removed", "changed")}
-        out.print(", ".join(f"{n} {k}" for k, n in counts.items()))
+        for result in diff_suites(dataset):
+            _print_diff(result)
+
+
+def _print_diff(result: SuiteDiff) -> None:
+    out.print(Text(f"suite {result.suite}: {result.message}"), soft_wrap=True)
+    if result.status == "no_git":
+        return
+    if result.status == "unchanged":
+        out.print("no changes")
+        return
+    table = _table("change", "expectation", "column", "details")
+    for change in result.changes:
+        table.add_row(
+            change.kind, _cell(change.type), _cell(change.column or "(table)"), _cell("\n".join(change.details))
+        )
+    for detail in result.suite_changes:
+        table.add_row("changed", "(suite)", "", _cell(detail))
+    out.print(table)
+    counts = {k: sum(c.kind == k for c in result.changes) for k in ("added", "removed", "changed")}
+    out.print(", ".join(f"{n} {k}" for k, n in counts.items()))

@@ -86,7 +86,7 @@ def write_to_branch(
     running = get_transaction()
     assert running is not None  # this task runs inside the flow's transaction
     running.set("rollback", {"lakehouse": lakehouse, "branch": branch, "keep": keep_failed_branch})
-    client.create_branch(branch, from_ref=MAIN)
+    base = client.create_branch(branch, from_ref=MAIN).hash
     try:
         with branch_must_exist(branch, "while the gate was writing to it"):
             prepare_table(client, dataset, source, branch)
@@ -104,7 +104,7 @@ def write_to_branch(
     added = imported.rows if appended else rows
     verb = "appended" if appended else "wrote"
     print(f"{verb} {added} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
-    return WrittenBranch(rows or 0, commit, added, table.snapshot_id)
+    return WrittenBranch(rows or 0, commit, added, table.snapshot_id, base)
 
 
 @write_to_branch.on_rollback
@@ -120,16 +120,20 @@ def delete_gate_branch(txn) -> None:
 
 
 @task(name="audit", task_run_name="audit {dataset.name} on {branch}", cache_policy=NO_CACHE)
-def audit_branch_table(lakehouse: Lakehouse, dataset: Dataset, branch: str, commit: str) -> AuditResult:
-    """Run the dataset's checkpoint on the branch table at `commit`; publish its artifacts; raise if it fails."""
-    with branch_must_exist(branch, f"before its commit {commit[:12]} was audited"):
+def audit_branch_table(lakehouse: Lakehouse, dataset: Dataset, branch: str, written: WrittenBranch) -> AuditResult:
+    """Run the dataset's checkpoint on the branch table at the written commit: the batch suite on the rows
+    the run added, the table suite on the table as it would be published, both given the facts of main as
+    the run found it; publish its artifacts; raise if it fails."""
+    with branch_must_exist(branch, f"before its commit {written.commit[:12]} was audited"):
         result = audit_table(
             lakehouse.connect(),
             dataset.table,
-            ref=f"{branch}@{commit}",  # the commit written, even if the branch moves meanwhile
+            ref=f"{branch}@{written.commit}",  # the commit written, even if the branch moves meanwhile
             namespace=dataset.namespace,
             checkpoint=dataset.checkpoint,
             run_name=f"{dataset.name}-{branch}",
+            published=f"{MAIN}@{written.base}",
+            appended=dataset.mode == "append",
         )
     publish_audit_artifacts(dataset.name, result)
     emit_audit_event(dataset.name, result, branch=branch)
@@ -157,7 +161,7 @@ def publish_to_main(
         commit = client.merge_branch(
             f"{branch}@{written.commit}",
             MAIN,
-            commit_message=f"wap: publish {dataset.fqn} ({rows_written(dataset, written)}, audit {audit.suite_name}"
+            commit_message=f"wap: publish {dataset.fqn} ({rows_written(dataset, written)}, audit {audit.suite_names}"
             " passed)",
             commit_properties=audit_commit_properties(dataset, branch, source, written, audit),
         )
@@ -195,7 +199,7 @@ def wap(
             written = write_to_branch(target, spec, outcome.source, outcome.branch, keep_failed_branch)
             outcome.rows, outcome.audited_commit, outcome.added = written.rows, written.commit, written.added
             pause_point("audit")
-            outcome.audit = audit_branch_table(target, spec, outcome.branch, written.commit)
+            outcome.audit = audit_branch_table(target, spec, outcome.branch, written)
             pause_point("publish")
             outcome.published_commit = publish_to_main(
                 target, spec, outcome.branch, outcome.source, written, outcome.audit

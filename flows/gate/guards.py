@@ -69,6 +69,8 @@ def audit_commit_properties(
         # The table's Iceberg snapshot this commit publishes: readers time-travel by it (append: one per batch).
         "iceberg.snapshot_id": "" if written.snapshot_id is None else str(written.snapshot_id),
         "gx.suite": audit.suite_name,
+        "gx.suites": audit.suite_names,  # the batch suite, and the table suite if the checkpoint has one
+        "wap.based_on": written.base or "",  # main's commit the run built on (the audit's baseline)
         "gx.checkpoint": audit.checkpoint_name,
         "gx.success": str(audit.success).lower(),
         "gx.evaluated_expectations": str(stats["evaluated"]),

@@ -45,6 +45,7 @@ class WrittenBranch:
     commit: str  # the branch head right after the import: what the audit reads and publish merges
     added: int | None = None  # the rows this run imported (append: the batch; replace: the whole table)
     snapshot_id: int | None = None  # the Iceberg snapshot of the table at `commit` (the one this run's import made)
+    base: str | None = None  # main's commit the branch was made from: the published state the run builds on
 
 
 @dataclass

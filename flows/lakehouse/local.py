@@ -34,7 +34,7 @@ import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationError
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression
 from pyiceberg.expressions.parser import parse as parse_filter
-from pyiceberg.table import Table
+from pyiceberg.table import FileScanTask, Table
 from pyparsing import ParseException
 
 from .catalog import RefCatalog, RelocatingFileIO, table_key
@@ -197,6 +197,17 @@ class LocalClient:
                 raise ConcurrentUpdateError(f"table {ns}.{name} on {branch} changed during the import: {exc}") from exc
         return ImportState(job_status="SUCCESS", rows=rows, table=table_key(ns, name), branch=catalog.ref.branch)
 
+    def fit_source(self, table: str, search_uri: str, *, ref: str, namespace: str | None = None) -> pa.Table:
+        """The source's rows as `import_data` would append them to the table on `ref`, in the table's column order
+        and types, writing nothing; raises SchemaMismatchError as `import_data` does (e.g. for `wap validate`)."""
+        ns, name = resolve_table_name(table, namespace)
+        tbl = self._load(ns, name, ref)
+        target = tbl.schema().as_arrow()
+        with open_source(search_uri) as source:
+            fit = conform_to_table(tbl.schema(), source.schema, source.uri, name, text_source=source.format == "csv")
+            chunks = [chunk.select(target.names).cast(target) for chunk in _chunks(source, fit)]
+        return pa.concat_tables(chunks) if chunks else target.empty_table()
+
     def add_new_columns(self, table: str, search_uri: str, *, branch: str, namespace: str | None = None) -> list[str]:
         """Iceberg schema evolution: the source's columns the table lacks become optional columns (the rows
         already there read them as null), in one commit; existing columns are left as they are."""
@@ -272,6 +283,30 @@ class LocalClient:
         if missing:
             raise _missing_error(table_key(ns, name), ref, missing)
         return tbl.schema().as_arrow(), [f.removeprefix("file://") for f in files or []]
+
+    def scan_data_files(self, table: str, files: list[str], *, ref: str, namespace: str | None = None) -> pa.Table:
+        """The rows of just these data files of the table on `ref` (e.g. those an append added), read like `scan`."""
+        from pyiceberg.io.pyarrow import ArrowScan
+
+        ns, name = resolve_table_name(table, namespace)
+        tbl = self._load(ns, name, ref)
+        io = cast(RelocatingFileIO, tbl.io)
+        wanted = set(files)
+
+        def path(task: FileScanTask) -> str:
+            return io.translate(task.file.file_path).removeprefix("file://")
+
+        try:
+            tasks = [t for t in tbl.scan().plan_files() if path(t) in wanted]
+            unknown = wanted - {path(t) for t in tasks}
+            if unknown:
+                raise QueryError(f"{sorted(unknown)[0]} is not a data file of {ns}.{name} on {ref}")
+            return ArrowScan(tbl.metadata, tbl.io, tbl.schema(), AlwaysTrue()).to_table(tasks)
+        except OSError as exc:
+            missing = table_missing_files(tbl)
+            if missing:
+                raise _missing_error(table_key(ns, name), ref, missing) from None
+            raise storage_error(exc, self.root, f"read table {ns}.{name}") from exc
 
     # ------------------------------------------------------------- helpers
     def _pinned_ref(self, ref: str) -> str:

@@ -98,6 +98,16 @@ class ReadsTableFiles(Protocol):
         """The table's Arrow schema and the Parquet files holding its rows on `ref`."""
         ...
 
+    def scan_data_files(self, table: str, files: list[str], *, ref: str, namespace: str | None = None) -> pa.Table:
+        """The rows of just these data files of the table on `ref` (as `data_files` names them), read as
+        `scan` reads the table: in `data_files` order, in the table's schema."""
+        ...
+
+    def fit_source(self, table: str, search_uri: str, *, ref: str, namespace: str | None = None) -> pa.Table:
+        """The source's rows as `import_data` would append them to the table on `ref` (its columns and types),
+        writing nothing."""
+        ...
+
 
 @runtime_checkable
 class EvolvesTableSchema(Protocol):

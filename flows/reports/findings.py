@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from flows.audit import ExpectationOutcome
+    from flows.audit import AuditResult, ExpectationOutcome
 
 MAX_EXAMPLES = 5
 
@@ -74,3 +74,14 @@ def _distinct(values: list[Any]) -> list[Any]:
             seen.add(key)
             kept.append(value)
     return kept
+
+
+WHAT_SUITES_VALIDATE = {"batch": "the batch", "table": "the table as it would be published"}
+
+
+def scope(e: ExpectationOutcome, result: AuditResult) -> str:
+    """Which suite a rule belongs to and what it validated ("titanic_table on the table as it would be
+    published"); "" when the checkpoint has a single suite, where that says nothing."""
+    if len(result.suites) < 2:
+        return ""
+    return f"{e.suite} on {WHAT_SUITES_VALIDATE.get(e.validates, e.validates)}"

@@ -9,7 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flows.lakehouse.errors import SchemaMismatchError
-from flows.reports.findings import finding, is_null
+from flows.reports.findings import WHAT_SUITES_VALIDATE, finding, is_null, scope
 from flows.shorten import shorten
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ def expectation_rows(result: AuditResult) -> list[dict[str, Any]]:
         rows.append(
             {
                 "status": "pass" if e.success else "FAIL",
+                "suite": e.suite or result.suite_name,
                 "expectation": e.expectation_type,
                 "description": describe_expectation(e),
                 "column": e.column or "",
@@ -211,7 +212,9 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
             where = f" on column {code(e.column)}" if e.column else ""
             found = failure(e)
             found += "" if found.endswith((".", "…")) else "."
-            lines.append(f"- **{sentence}** {found} ({code(e.expectation_type)}{where})")
+            in_suite = scope(e, audit) if audit is not None else ""
+            in_suite = f"; suite {code(e.suite)} on {WHAT_SUITES_VALIDATE[e.validates]}" if in_suite else ""
+            lines.append(f"- **{sentence}** {found} ({code(e.expectation_type)}{where}{in_suite})")
         lines.append("")
 
     rows_facts = (
@@ -231,20 +234,70 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
         s = audit.statistics
         run = audit.run_id if audit.run_time in audit.run_id else f"{audit.run_id} at {audit.run_time}"
         facts += [
-            ("Suite", f"{audit.suite_name} (checkpoint {audit.checkpoint_name}, GX {audit.gx_version})"),
+            ("Checkpoint", f"{audit.checkpoint_name} (GX {audit.gx_version})"),
             (
                 "Expectations",
                 f"{s['evaluated']} evaluated, {s['successful']} passed, {s['unsuccessful']} failed"
                 f" ({_percent(s.get('success_percent'))} success)",
             ),
             ("Validation run", code(run)),
-            ("Row metrics", _ROW_METRICS.get(audit.row_metrics, audit.row_metrics)),
-            ("Data docs", code(audit.data_docs_url) if audit.data_docs_url else "not built"),
         ]
+        if len(audit.suites) < 2:
+            facts += [
+                ("Suite", audit.suite_name),
+                ("Row metrics", _ROW_METRICS.get(audit.row_metrics, audit.row_metrics)),
+                ("Data docs", code(audit.data_docs_url) if audit.data_docs_url else "not built"),
+            ]
+        for suite in audit.suites if len(audit.suites) > 1 else ():
+            t = suite.statistics
+            facts += [
+                (
+                    f"Suite {suite.suite_name}",
+                    f"{'passed' if suite.success else '**failed**'} on {WHAT_SUITES_VALIDATE[suite.validates]}"
+                    f" ({_count(suite.rows)} rows): {t['successful']} of {t['evaluated']} expectations passed;"
+                    f" row metrics {_ROW_METRICS.get(suite.row_metrics, suite.row_metrics)}",
+                ),
+                (f"Data docs of {suite.suite_name}", code(suite.data_docs_url) if suite.data_docs_url else "not built"),
+            ]
     lines += ["## Run", ""] + [f"- **{name}**: {value}" for name, value in facts if value]
+    if audit is not None and audit.baseline is not None:
+        lines += ["", *_baseline_section(audit, code)]
 
     if audit is not None:
-        lines += ["", "## All expectations", "", "| Status | Expectation | Result |", "|---|---|---|"]
+        two = len(audit.suites) > 1  # then a column says which suite each rule is from
+        head = "| Status | Suite | Expectation | Result |" if two else "| Status | Expectation | Result |"
+        lines += ["", "## All expectations", "", head, "|---|---|---|---|" if two else "|---|---|---|"]
         for e in sorted(audit.expectations, key=lambda e: e.success):  # failed first, as in the table artifact
-            lines.append(f"| {'pass' if e.success else '**FAIL**'} | {short(describe_expectation(e))} | {result(e)} |")
+            cell = f" {e.suite} |" if two else ""
+            lines.append(
+                f"| {'pass' if e.success else '**FAIL**'} |{cell} {short(describe_expectation(e))} | {result(e)} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def _baseline_section(audit: AuditResult, code: Any) -> list[str]:
+    """The facts of main the suites compared with: the parameters they use, with their values."""
+    baseline = audit.baseline
+    assert baseline is not None
+    used = baseline.values_used()
+    lines = ["## Compared with `main`", ""]
+    if baseline.first_run:
+        lines.append(
+            "`main` has no such table yet (first run): the facts below are this run's own table's, so every rule"
+            " comparing with `main` compares the new table with itself."
+        )
+    else:
+        lines.append(
+            f"Facts of the table on {code(baseline.measured)} (`main` as this run found it), as GX suite parameters:"
+        )
+    lines.append("")
+    if used:
+        lines += [f"- {code(name)} = {code(json.dumps(value, default=str))}" for name, value in used.items()]
+    else:
+        lines.append("No suite uses them (`main_*` parameters, see the README).")
+    if baseline.unkeyed_columns:
+        lines += [
+            "",
+            f"Columns without parameters (their names collide): {', '.join(map(code, baseline.unkeyed_columns))}",
+        ]
+    return lines

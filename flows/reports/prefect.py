@@ -3,7 +3,8 @@
 Per dataset, three artifact keys hold its history:
     <dataset>-validation    markdown: verdict, statistics, one row per expectation, branch, source, commit
     <dataset>-expectations  table: one row per expectation
-    <dataset>-data-docs     link: the GX data docs page of the validation
+    <dataset>-data-docs     link: the GX data docs page of the batch suite's validation
+    <dataset>-table-data-docs  link: the same for the table suite, when the checkpoint has one
 The markdown and the table rows come from `markdown.py`.
 """
 
@@ -33,13 +34,15 @@ def publish_audit_artifacts(dataset: str, result: AuditResult) -> None:
         table=expectation_rows(result),
         description=f"{dataset}: {stats['successful']}/{stats['evaluated']} expectations passed",
     )
-    if result.data_docs_url:
-        create_link_artifact(
-            key=artifact_key(dataset, "data-docs"),
-            link=result.data_docs_url,
-            link_text=f"GX data docs: {result.suite_name} validation {result.run_time}",
-            description=f"{dataset}: GX data docs page of this validation (local file)",
-        )
+    for suite in result.suites:
+        if suite.data_docs_url:
+            # The batch suite's page under <dataset>-data-docs, the table suite's under <dataset>-table-data-docs.
+            create_link_artifact(
+                key=artifact_key(dataset, "data-docs" if suite.validates == "batch" else "table-data-docs"),
+                link=suite.data_docs_url,
+                link_text=f"GX data docs: {suite.suite_name} validation {result.run_time}",
+                description=f"{dataset}: GX data docs page of this validation of {suite.validates} (local file)",
+            )
 
 
 def publish_validation_report(outcome: GateRun, error: BaseException | None = None) -> None:
@@ -61,6 +64,7 @@ def emit_audit_event(dataset: str, result: AuditResult, *, branch: str) -> None:
             "dataset": dataset,
             "branch": branch,
             "suite": result.suite_name,
+            "suites": {suite.suite_name: "passed" if suite.success else "failed" for suite in result.suites},
             "evaluated": stats["evaluated"],
             "successful": stats["successful"],
             "unsuccessful": stats["unsuccessful"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flows.reports.findings import MAX_EXAMPLES, Finding, finding
+from flows.reports.findings import MAX_EXAMPLES, WHAT_SUITES_VALIDATE, Finding, finding, scope
 
 if TYPE_CHECKING:
     from flows.audit import AuditResult, ExpectationOutcome
@@ -21,18 +21,33 @@ def describe_failures(result: AuditResult, max_examples: int = MAX_EXAMPLES) -> 
     if not failed:
         return f"Audit passed: checkpoint {result.checkpoint_name!r}, {stats.get('evaluated')} expectations."
     lines = [
-        f"Audit failed: checkpoint {result.checkpoint_name!r} (suite {result.suite_name!r}): "
+        f"Audit failed: checkpoint {result.checkpoint_name!r} (suite {result.suite_names!r}): "
         f"{len(failed)} of {stats.get('evaluated', len(result.expectations))} expectations failed"
     ]
-    lines += [f"  - {describe_finding(finding(e, max_examples))}" for e in failed]
-    if result.data_docs_url:
+    lines += [f"  - {_scoped(e, result, max_examples)}" for e in failed]
+    if len(result.suites) > 1:
+        lines += [
+            f"Data docs of {s.suite_name} ({WHAT_SUITES_VALIDATE[s.validates]}): {s.data_docs_url}"
+            for s in result.suites
+            if s.data_docs_url
+        ]
+    elif result.data_docs_url:
         lines.append(f"Data docs: {result.data_docs_url}")
     return "\n".join(lines)
 
 
+def _scoped(e: ExpectationOutcome, result: AuditResult, max_examples: int) -> str:
+    where = scope(e, result)
+    return (
+        f"{where}: {describe_finding(finding(e, max_examples))}"
+        if where
+        else describe_finding(finding(e, max_examples))
+    )
+
+
 def summarize_failures(result: AuditResult, max_examples: int = MAX_EXAMPLES) -> str:
     """`describe_failures` on one line: what the CLI prints and what the gate's error says."""
-    failures = [describe_finding(finding(e, max_examples)) for e in result.failed]
+    failures = [_scoped(e, result, max_examples) for e in result.failed]
     stats = result.statistics
     return f"{stats['unsuccessful']} of {stats['evaluated']} expectations failed: " + "; ".join(failures)
 

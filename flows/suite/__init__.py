@@ -19,12 +19,21 @@ seconds, and ``wap suite list/show/diff`` never need it.
 """
 
 from .check import CheckReport, Problem, TableSchema, check_suite_file, check_suites, lakehouse_schema, source_schema
-from .diff import ExpectationChange, SuiteDiff, committed_text, diff_expectations, diff_suite
+from .diff import ExpectationChange, SuiteDiff, committed_text, diff_expectations, diff_suite, diff_suites
 from .init import InitResult, init_suite, recover_init
-from .listing import ExpectationView, SuiteSummary, SuiteView, column_of, list_suites, notes_text, show_suite
+from .listing import (
+    ExpectationView,
+    SuiteSummary,
+    SuiteView,
+    column_of,
+    list_suites,
+    notes_text,
+    show_suite,
+    show_suites,
+)
 from .profile import ColumnProfile, Profile, gate_dtypes, numeric_bounds, profile_source
-from .project import GxFile, GxProject, SuiteError, display_path, load_project, resolve_suite
-from .starter import build_suite
+from .project import GxFile, GxProject, SuiteError, display_path, load_project, resolve_suite, resolve_suites
+from .starter import build_suite, build_table_suite
 
 __all__ = [
     "CheckReport",
@@ -42,12 +51,14 @@ __all__ = [
     "SuiteView",
     "TableSchema",
     "build_suite",
+    "build_table_suite",
     "check_suite_file",
     "check_suites",
     "column_of",
     "committed_text",
     "diff_expectations",
     "diff_suite",
+    "diff_suites",
     "display_path",
     "gate_dtypes",
     "init_suite",
@@ -59,6 +70,8 @@ __all__ = [
     "profile_source",
     "recover_init",
     "resolve_suite",
+    "resolve_suites",
     "show_suite",
+    "show_suites",
     "source_schema",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from flows.audit.gx_project import BATCH, TABLE, TABLE_BATCH_DEFINITION_NAME
 from flows.datasets import Dataset
 from flows.shorten import shorten
 
@@ -196,9 +197,15 @@ def _check_checkpoint(project: GxProject, name: str, files: list[Path]) -> list[
     refs = file.data.get("validation_definitions")
     if not isinstance(refs, list) or not refs:
         return [Problem(file.path, "'validation_definitions' must be a non-empty list of {id, name} references")]
-    if len(refs) != 1:
+    roles = [project.validates(_ref_name(ref)) for ref in refs]
+    if roles.count(BATCH) != 1 or roles.count(TABLE) > 1:
         problems.append(
-            Problem(file.path, f"has {len(refs)} validation definitions; the gate runs checkpoints with exactly one")
+            Problem(
+                file.path,
+                f"has {roles.count(BATCH)} validation definitions of the batch and {roles.count(TABLE)} of the"
+                f" published table (batch definition {TABLE_BATCH_DEFINITION_NAME!r}); the gate runs checkpoints"
+                " with exactly one of the batch and at most one of the table",
+            )
         )
     for i, ref in enumerate(refs):
         vd = _ref_name(ref)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from .check import short
 from .listing import column_of, notes_text
-from .project import GxProject, SuiteError, display_path, load_project, read_json, resolve_suite
+from .project import GxProject, SuiteError, display_path, load_project, read_json, resolve_suite, resolve_suites
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,17 @@ def committed_text(path: Path) -> tuple[Literal["committed", "new", "no_git"], s
     return "committed", shown.stdout, f"{rel} against HEAD ({head.stdout.strip()})"
 
 
-def diff_suite(dataset: str, project: GxProject | None = None) -> SuiteDiff:
+def diff_suites(dataset: str, project: GxProject | None = None) -> list[SuiteDiff]:
+    """`diff_suite` for every suite of the dataset's checkpoint, the batch suite first."""
+    project = project or load_project()
+    names, _ = resolve_suites(dataset, project)
+    return [diff_suite(dataset, project, suite=name) for name in names]
+
+
+def diff_suite(dataset: str, project: GxProject | None = None, *, suite: str | None = None) -> SuiteDiff:
     """What changed in the dataset's suite JSON since the last commit: expectations added, removed, changed."""
     project = project or load_project()
-    name, _ = resolve_suite(dataset, project)
+    name = suite or resolve_suite(dataset, project)[0]
     path = project.suite_path(name)
     current: dict[str, Any] | None = None
     if path.exists():

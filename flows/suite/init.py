@@ -31,7 +31,7 @@ from .project import (
     display_path,
     load_project,
 )
-from .starter import build_suite
+from .starter import build_suite, build_table_suite
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def init_suite(
         token = f"{os.getpid()}-{os.urandom(4).hex()}"
         staging = project_root.joinpath(*INIT_STATE_DIR, f"{dataset}.{token}")
         try:
-            files = _stage_gx_files(project, dataset, suite, staging)
+            files = _stage_gx_files(project, dataset, suite, profile, staging)
             if action != "unchanged":
                 files[datasets_path] = _render_declaration(spec, datasets_path, staging)
             changed = {t: data for t, data in files.items() if not _same_content(t, data)}
@@ -129,8 +129,12 @@ def _same_content(path: Path, data: bytes) -> bool:
         return False
 
 
-def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, staging: Path) -> dict[Path, bytes]:
-    """The new content of great_expectations.yml and of the dataset's suite, validation definition and checkpoint.
+def _stage_gx_files(
+    project: GxProject, dataset: str, suite: ExpectationSuite, profile: Profile, staging: Path
+) -> dict[Path, bytes]:
+    """The new content of great_expectations.yml and of the dataset's suite, validation definition and checkpoint,
+    and of its table suite (``<dataset>_table``: a starter one unless it exists, which is kept) and its validation
+    definition, the checkpoint's second.
 
     GX writes them, into a scratch copy of the project (``staging``), so the bytes are exactly what GX's own
     stores write. GX's factories are not used: ``suites.add_or_update`` matches every new expectation against
@@ -147,7 +151,14 @@ def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, s
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context import project_manager, set_context  # re-exported there
 
-    from flows.audit.gx_project import BATCH_DEFINITION_NAME, DATA_DOCS_ACTION_NAME, DATASOURCE_NAME, RESULT_FORMAT
+    from flows.audit.gx_project import (
+        BATCH_DEFINITION_NAME,
+        DATA_DOCS_ACTION_NAME,
+        DATASOURCE_NAME,
+        RESULT_FORMAT,
+        TABLE_BATCH_DEFINITION_NAME,
+        TABLE_SUITE_SUFFIX,
+    )
 
     staging.mkdir(parents=True)
     shutil.copyfile(project.config_path, staging / CONFIG_FILE)
@@ -156,6 +167,13 @@ def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, s
     if stored is not None and stored.data is not None:
         (staging / suite_rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(stored.path, staging / suite_rel)  # read back through GX, to keep the ids of unchanged rules
+    table_name = f"{dataset}{TABLE_SUITE_SUFFIX}"
+    stored_table = project.suites.get(table_name)
+    if stored_table is not None and stored_table.data is not None:
+        # An existing table suite is the user's: kept as it is, only wired into the checkpoint.
+        table_rel = project.suite_path(table_name).relative_to(project.root)
+        (staging / table_rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stored_table.path, staging / table_rel)
 
     try:  # gx.get_context makes the scratch context GX's "current" one; give the caller's back afterwards
         previous = project_manager.get_current_project()
@@ -168,15 +186,20 @@ def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, s
             datasource = cast("PandasDatasource", context.data_sources.get(DATASOURCE_NAME))
         except (KeyError, ValueError):
             datasource = context.data_sources.add_pandas(name=DATASOURCE_NAME)
-        asset = (
-            datasource.get_asset(dataset)
-            if dataset in datasource.get_asset_names()
-            else datasource.add_dataframe_asset(name=dataset)
-        )
-        try:
-            batch_definition = asset.get_batch_definition(BATCH_DEFINITION_NAME)
-        except KeyError:
-            batch_definition = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION_NAME)
+        def whole_dataframe(asset_name: str, batch_definition_name: str) -> Any:
+            """The asset's batch definition, both created if missing."""
+            asset = (
+                datasource.get_asset(asset_name)
+                if asset_name in datasource.get_asset_names()
+                else datasource.add_dataframe_asset(name=asset_name)
+            )
+            try:
+                return asset.get_batch_definition(batch_definition_name)
+            except KeyError:
+                return asset.add_batch_definition_whole_dataframe(batch_definition_name)
+
+        batch_definition = whole_dataframe(dataset, BATCH_DEFINITION_NAME)
+        table_batch_definition = whole_dataframe(table_name, TABLE_BATCH_DEFINITION_NAME)
 
         suites = context.expectations_store
         key = suites.get_key(name=dataset, id=None)
@@ -194,14 +217,30 @@ def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, s
                 suites.remove_key(key)
             suites.add(key=key, value=placeholder)  # assigns the suite's id
 
+        # The table suite gets a placeholder too while its validation definition is written (so GX compares two
+        # empty suites); then the kept file is put back, or the starter saved once.
+        table_key = suites.get_key(name=table_name, id=None)
+        kept_table_suite = stored_table is not None and stored_table.data is not None
+        table_suite = gx.ExpectationSuite(name=table_name)
+        if kept_table_suite:
+            table_suite.id = _stored_id(stored_table)
+            suites.update(key=table_key, value=table_suite)
+        else:
+            if suites.has_key(table_key):  # unreadable: replaced by the starter
+                suites.remove_key(table_key)
+            suites.add(key=table_key, value=table_suite)  # assigns its id
+
         definitions = context.validation_definition_store
         definition = gx.ValidationDefinition(name=dataset, data=batch_definition, suite=placeholder)
         _store_keeping_id(definitions, definitions.get_key(name=dataset, id=None), definition,
                           _stored_id(project.validation_definitions.get(dataset)))  # fmt: skip
+        table_definition = gx.ValidationDefinition(name=table_name, data=table_batch_definition, suite=table_suite)
+        _store_keeping_id(definitions, definitions.get_key(name=table_name, id=None), table_definition,
+                          _stored_id(project.validation_definitions.get(table_name)))  # fmt: skip
         checkpoints = context.checkpoint_store
         checkpoint = gx.Checkpoint(
             name=dataset,
-            validation_definitions=[definition],
+            validation_definitions=[definition, table_definition],
             actions=[UpdateDataDocsAction(name=DATA_DOCS_ACTION_NAME, site_names=[])],
             result_format=RESULT_FORMAT,
         )
@@ -210,6 +249,13 @@ def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, s
 
         suite.id = placeholder.id
         suites.update(key=key, value=suite)  # the one save of the suite; new rules get their ids here
+        if kept_table_suite:
+            assert stored_table is not None
+            shutil.copyfile(stored_table.path, staging / project.suite_path(table_name).relative_to(project.root))
+        else:
+            starter = build_table_suite(dataset, profile)
+            starter.id = table_suite.id
+            suites.update(key=table_key, value=starter)
     finally:
         set_context(previous)
 
@@ -220,6 +266,8 @@ def _stage_gx_files(project: GxProject, dataset: str, suite: ExpectationSuite, s
     for target in (
         project.suite_path(dataset),
         project.validation_definition_path(dataset),
+        project.suite_path(table_name),
+        project.validation_definition_path(table_name),
         project.checkpoint_path(dataset),
     ):
         files[target] = (staging / target.relative_to(project.root)).read_bytes()

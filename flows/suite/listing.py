@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .project import GxProject, SuiteError, display_path, load_project, resolve_suite
+from .project import GxProject, SuiteError, display_path, load_project, resolve_suite, resolve_suites
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,18 @@ def _view(index: int, raw: Any) -> ExpectationView:
     )
 
 
-def show_suite(dataset: str, project: GxProject | None = None) -> SuiteView:
+def show_suites(dataset: str, project: GxProject | None = None) -> list[SuiteView]:
+    """Every suite of the dataset's checkpoint (the batch suite, then the table suite), or the suite so named."""
+    project = project or load_project()
+    names, _ = resolve_suites(dataset, project)
+    return [show_suite(dataset, project, suite=name) for name in names]
+
+
+def show_suite(dataset: str, project: GxProject | None = None, *, suite: str | None = None) -> SuiteView:
+    """The dataset's batch suite (or ``suite``, one of its checkpoint's)."""
     project = project or load_project()
     name, spec = resolve_suite(dataset, project)
+    name = suite or name
     file = project.suites.get(name)
     if file is None:
         raise SuiteError(f"suite {name!r} does not exist ({display_path(project.suite_path(name))})")

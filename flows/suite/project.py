@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from flows.audit import AuditConfigError
+from flows.audit.gx_project import BATCH, validates
 from flows.datasets import Dataset, DatasetError, datasets_file, gx_dir, load_datasets
 
 SUITES_DIR = "expectations"
@@ -83,8 +84,17 @@ class GxProject:
         file = self.validation_definitions.get(validation_definition)
         return _ref_name((file.data or {}).get("suite")) if file else None
 
+    def validates(self, validation_definition: str | None) -> str:
+        """BATCH or TABLE, from the validation definition's batch definition (BATCH if it cannot be read)."""
+        file = self.validation_definitions.get(validation_definition or "")
+        data = (file.data or {}).get("data") if file else None
+        batch_definition = _ref_name(data.get("batch_definition")) if isinstance(data, dict) else None
+        return validates(batch_definition or "")
+
     def suites_of_checkpoint(self, checkpoint: str) -> list[str]:
-        names = (self.suite_of(vd) for vd in self.validation_definitions_of(checkpoint))
+        """The suites a checkpoint validates, the batch's first."""
+        definitions = sorted(self.validation_definitions_of(checkpoint), key=lambda vd: self.validates(vd) != BATCH)
+        names = (self.suite_of(vd) for vd in definitions)
         return list(dict.fromkeys(n for n in names if n))
 
     def checkpoints_using(self, suite: str) -> list[str]:
@@ -182,14 +192,22 @@ def display_path(path: Path) -> str:
 
 
 def resolve_suite(dataset: str, project: GxProject) -> tuple[str, Dataset | None]:
-    """The suite that audits ``dataset``: dataset -> checkpoint -> validation definition -> suite.
+    """The suite that audits ``dataset``'s batch: dataset -> checkpoint -> validation definition -> suite.
 
-    A name that is not a declared dataset but is a suite name is accepted too (a suite being drafted).
+    A name that is not a declared dataset but is a suite name is accepted too (a suite being drafted, or a
+    table suite named directly).
     """
+    names, spec = resolve_suites(dataset, project)
+    return names[0], spec
+
+
+def resolve_suites(dataset: str, project: GxProject) -> tuple[list[str], Dataset | None]:
+    """Every suite of ``dataset``'s checkpoint, the batch suite first (then the table suite, if any); or the one
+    suite named ``dataset``."""
     spec = project.datasets.get(dataset)
     if spec is None:
         if dataset in project.suites:
-            return dataset, None
+            return [dataset], None
         if project.datasets_error:
             raise DatasetError(project.datasets_error)
         known = ", ".join(sorted(set(project.datasets) | set(project.suites))) or "none"
@@ -204,7 +222,7 @@ def resolve_suite(dataset: str, project: GxProject) -> tuple[str, Dataset | None
         raise SuiteError(
             f"checkpoint {spec.checkpoint!r} of dataset {dataset!r} leads to no suite; see `wap suite check {dataset}`"
         )
-    return suites[0], spec  # the gate allows exactly one validation definition per checkpoint
+    return suites, spec
 
 
 # ============================================================================================ list / show
