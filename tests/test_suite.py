@@ -165,6 +165,37 @@ def test_init_declares_and_bootstraps_everything_wap_run_needs(orders_gx: Path, 
     for folder in ("expectations", "validation_definitions", "checkpoints"):
         assert (orders_gx / folder / "orders.json").is_file()
     assert "orders:" in (orders_gx / "great_expectations.yml").read_text()  # the dataframe asset
+    # A starter table suite, validated by the same checkpoint on the table as it would be published.
+    table_suite = json.loads((orders_gx / "expectations" / "orders_table.json").read_text())
+    rules = {(e["type"], e["kwargs"].get("column")) for e in table_suite["expectations"]}
+    row_count = next(e for e in table_suite["expectations"] if e["type"] == "expect_table_row_count_to_be_between")
+    assert row_count["kwargs"]["min_value"] == {"$PARAMETER": "main_row_count"}
+    unique_in_batch = {
+        e["kwargs"]["column"]
+        for e in json.loads((orders_gx / "expectations" / "orders.json").read_text())["expectations"]
+        if e["type"] == "expect_column_values_to_be_unique"
+    }
+    assert unique_in_batch and {("expect_column_values_to_be_unique", c) for c in unique_in_batch} <= rules
+    definition = json.loads((orders_gx / "validation_definitions" / "orders_table.json").read_text())
+    assert definition["data"]["batch_definition"]["name"] == "published_table"
+    checkpoint = json.loads((orders_gx / "checkpoints" / "orders.json").read_text())
+    assert [vd["name"] for vd in checkpoint["validation_definitions"]] == ["orders", "orders_table"]
+
+
+@pytest.mark.slow
+def test_init_keeps_an_edited_table_suite(tmp_path: Path, data: dict[str, Path]):
+    """The table suite is the user's once written: a forced init regenerates the batch suite, not it."""
+    gx = copy_gx(tmp_path / "gx")
+    assert_exit(run_cli("suite", "init", "orders", "--source", str(data["orders"]), env=gx_env(gx)), 0)
+    path = gx / "expectations" / "orders_table.json"
+    edited = json.loads(path.read_text())
+    edited["expectations"] = edited["expectations"][:1]
+    path.write_text(json.dumps(edited, indent=2))
+    before = path.read_bytes()
+    forced = run_cli("suite", "init", "orders", "--source", str(data["orders"]), "--force", env=gx_env(gx))
+    assert_exit(forced, 0)
+    assert path.read_bytes() == before
+    assert "starter table suite" not in forced.stdout
 
 
 @pytest.mark.slow
@@ -530,6 +561,12 @@ def test_list_and_show(orders_gx: Path):
     assert "0.7" in age_null and "legitimately missing" in age_null
     assert '["C", "Q", "S"]' in shown.stdout  # value sets are shown as written, not eaten as Rich markup
     assert "35 expectations" in shown.stdout
+    # Then the table suite of the same checkpoint; named directly, it is shown alone.
+    assert shown.stdout.index("suite titanic (") < shown.stdout.index("suite titanic_table (")
+    assert '{"$PARAMETER": "main_fare_max * 2"}' in shown.stdout and "2 expectations" in shown.stdout
+    alone = run_cli("suite", "show", "titanic_table", env=env)
+    assert_exit(alone, 0)
+    assert "suite titanic (" not in alone.stdout and "2 expectations" in alone.stdout
 
 
 # ---------------------------------------------------------------------------------------------------- diff
@@ -550,7 +587,9 @@ def test_diff_against_the_last_commit(tmp_path: Path):
     _git(repo, "add", "gx")
     _git(repo, "commit", "-q", "-m", "suites")
     env = gx_env(gx)
-    assert "no changes" in run_cli("suite", "diff", "titanic", env=env).stdout
+    unchanged = run_cli("suite", "diff", "titanic", env=env).stdout
+    assert unchanged.count("no changes") == 2  # the batch suite and the table suite
+    assert "suite titanic_table:" in unchanged
 
     path = gx / "expectations" / "titanic.json"
     suite = json.loads(path.read_text())
@@ -574,6 +613,7 @@ def test_diff_against_the_last_commit(tmp_path: Path):
     assert any("removed" in r and "expect_column_values_to_be_unique" in r and "PassengerId" in r for r in rows), out
     assert any("added" in r and "expect_column_values_to_be_between" in r and "Fare" in r for r in rows), out
     assert "1 added, 1 removed, 2 changed" in out
+    assert out.count("no changes") == 1  # the table suite did not change
 
     # A suite that was never committed, and a gx dir outside any repository.
     new = gx / "expectations" / "drafted.json"

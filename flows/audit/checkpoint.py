@@ -192,12 +192,13 @@ def run_checkpoint(
     *,
     table: pd.DataFrame | None = None,
     parameters: dict[str, Any] | None = None,
+    baseline: Baseline | None = None,
     gx_dir: Path | str | None = None,
     run_name: str | None = None,
 ) -> AuditResult:
     """Run the stored checkpoint ``checkpoint``: its batch suite on ``df``, its table suite (if it has one) on
-    ``table`` (default: ``df``, as in replace mode), both with the suite ``parameters`` (default: the facts of
-    ``table`` itself, as on a first run with nothing published); return a flattened verdict.
+    ``table`` (default: ``df``, as in replace mode), both with the suite ``parameters`` (or ``baseline``'s;
+    default: the facts of ``table`` itself, as on a first run with nothing published); return a flattened verdict.
 
     Thread-safe. Raises ``AuditConfigError`` if the project or checkpoint does not exist. The
     checkpoint's actions (data docs) run too; validation results land in ``gx/uncommitted/``.
@@ -215,7 +216,8 @@ def run_checkpoint(
         stored = _load_checkpoint(context, checkpoint)
         whole = df if table is None else table
         inputs = {BATCH: _Input(df, len(df)), TABLE: _Input(whole, len(whole))}
-        baseline = None
+        if baseline is not None:
+            parameters = baseline.parameters
         if parameters is None:
             # No published table given: as on a first run, the table is its own baseline.
             used = referenced_parameters(
@@ -272,6 +274,13 @@ def _load_checkpoint(context: FileDataContext, checkpoint: str) -> Checkpoint:
                 " would pass anything; add expectations before gating on it"
             )
     return stored
+
+
+def checkpoint_parameters(checkpoint: str, gx_dir: Path | str | None = None) -> list[str]:
+    """The `main_*` suite parameters the checkpoint's suites use."""
+    with _GX_LOCK:
+        stored = _load_checkpoint(get_context(gx_dir), checkpoint)
+        return referenced_parameters([c for _, d in _definitions(stored) for c in d.suite.expectation_configurations])
 
 
 def _definitions(stored: Checkpoint) -> list[tuple[str, Any]]:

@@ -129,18 +129,30 @@ def _check_backend(backend: str) -> None:
 def validate(
     dataset: Annotated[str, typer.Argument(help="Dataset whose checkpoint to run.")],
     source: Annotated[str, typer.Option(help="CSV or Parquet file to audit (nothing is written).")],
+    mode: Annotated[
+        str | None, typer.Option(help="replace or append: overrides the dataset's mode (append: main + file).")
+    ] = None,
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
 ) -> None:
-    """Run the dataset's audit on a file, without touching the lakehouse: exit 0 pass, 1 fail, 2 bad input."""
+    """Run the dataset's audit on a file against what main publishes, writing nothing: the batch suite on the
+    file, the table suite on the file (replace) or main's rows plus the file (append), with main's facts as
+    suite parameters. Exit 0 pass, 1 fail, 2 bad input."""
     with cli_errors():
-        from flows.audit import run_checkpoint, table_to_dataframe
-        from flows.datasets import get_dataset
-        from flows.lakehouse.sources import read_source
+        import dataclasses
+
+        from flows.audit.files import validate_source
+        from flows.datasets import get_dataset, validate_mode
+        from flows.lakehouse import connect
         from flows.reports import describe_failures, expectation_rows, summarize_failures
 
+        _check_backend(backend)
         spec = get_dataset(dataset)
-        result = run_checkpoint(
-            table_to_dataframe(read_source(source)), spec.checkpoint, run_name=f"{dataset}-validate"
-        )
+        if mode is not None:
+            spec = dataclasses.replace(spec, mode=validate_mode(mode, "--mode: "))
+        # An embedded lakehouse that does not exist has nothing published: not created here.
+        client = connect(backend, lakehouse) if backend != "local" or Path(lakehouse).is_dir() else None
+        result = validate_source(spec, source, client, run_name=f"{dataset}-validate")
         table = Table("status", "expectation", "column", "observed", "unexpected", "sample")
         for row in expectation_rows(result):
             table.add_row(
