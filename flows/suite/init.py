@@ -186,6 +186,7 @@ def _stage_gx_files(
             datasource = cast("PandasDatasource", context.data_sources.get(DATASOURCE_NAME))
         except (KeyError, ValueError):
             datasource = context.data_sources.add_pandas(name=DATASOURCE_NAME)
+
         def whole_dataframe(asset_name: str, batch_definition_name: str) -> Any:
             """The asset's batch definition, both created if missing."""
             asset = (
