@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -191,3 +192,50 @@ class WatchedRun:
 
     def output(self) -> str:
         return "\n".join(text for _, text in self.lines)
+
+
+class PausedRun:
+    """`wap run` started with WAP_PAUSE_AT: waits until the gate has stopped itself at that step."""
+
+    def __init__(self, step: str, args: list[str], env: dict[str, str]) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            wap_cmd(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**env, "WAP_PAUSE_AT": step},
+            cwd=REPO,
+        )
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if f"paused before {step}" in line:
+                break
+        assert self._stopped(), "the gate did not pause:\n" + "".join(self.lines)[-3000:]
+
+    def _stopped(self) -> bool:
+        for _ in range(200):
+            try:
+                state = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return False
+            if state == "T":
+                return True
+            time.sleep(0.05)
+        return False
+
+    def resume(self, timeout: float = 240) -> subprocess.CompletedProcess:
+        os.kill(self.proc.pid, signal.SIGCONT)
+        rest, _ = self.proc.communicate(timeout=timeout)
+        output = "".join(self.lines) + rest
+        # stderr is merged into stdout here: give assert_one_line_error the same text on both.
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, output, output)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -329,3 +329,33 @@ def test_an_empty_batch_is_audited_like_any_other_never_an_error(batches, tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
     assert "published titanic: appended 0 rows (891 in the table)" in result.stdout
     assert connect("local", lake).get_table("titanic", MAIN).records == 891
+
+
+def test_a_replace_is_a_new_snapshot_of_the_same_iceberg_table(batches, tmp_path):
+    """Replace mode keeps the table's identity when the columns are the same: the rows are deleted and the new
+    ones appended, two snapshots in the one published commit (as pyiceberg's own overwrite makes them), so readers
+    time-travel to the replaced rows. A source with other columns starts a new table, as a new schema must."""
+    import polars as pl
+
+    lake = tmp_path / "lake"
+    assert _run("--source", str(batches["first"]), lake=lake).returncode == 0  # replace: 891 rows, ids 1..891
+    first = _iceberg(lake)
+    replaced_snapshot = first.metadata.current_snapshot_id
+    assert _run("--source", str(batches["second"]), lake=lake).returncode == 0  # replace: 50 rows, ids 892..941
+
+    table = _iceberg(lake)
+    assert table.metadata.table_uuid == first.metadata.table_uuid
+    operations = [s.summary.operation.value for s in table.metadata.snapshots]
+    assert operations == ["append", "delete", "append"]
+    assert table.scan().to_arrow().num_rows == 50
+    old = pl.scan_iceberg(table, snapshot_id=replaced_snapshot).select("PassengerId").collect()
+    assert sorted(old["PassengerId"].to_list()) == list(range(1, 892))
+    head = connect("local", lake).get_commits(MAIN, limit=1)[0]
+    assert int(head.properties["iceberg.snapshot_id"]) == table.metadata.current_snapshot_id
+
+    other = write_csv(_batch(10, 1, seed=5).drop_columns(["Cabin"]), tmp_path / "no_cabin.csv")
+    reshaped = _run("--source", str(other), "--keep-failed-branch", lake=lake)  # blocked by the suite
+    assert reshaped.returncode == 1, reshaped.stdout + reshaped.stderr
+    assert _iceberg(lake).metadata.table_uuid == first.metadata.table_uuid  # main unchanged
+    [kept] = [b.name for b in connect("local", lake).get_branches() if b.name != MAIN]
+    assert _iceberg(lake, kept).metadata.table_uuid != first.metadata.table_uuid  # the branch's table is a new one

@@ -10,15 +10,13 @@ second run) go through the CLI in-process; all against a real Prefect server.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from gate_fixtures import REPO, run_cli
-from reliability_helpers import assert_one_line_error, gate_env, wap_cmd
+from gate_fixtures import run_cli
+from reliability_helpers import PausedRun, assert_one_line_error, gate_env
 
 from flows.demo.data import corrupt, generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
@@ -36,53 +34,6 @@ def sources(tmp_path: Path) -> dict[str, str]:
         "more": str(write_csv(generate_titanic(50, seed=8), tmp_path / "more.csv")),
         "bad": str(write_csv(corrupt(clean, "null_passenger_id"), tmp_path / "bad.csv")),
     }
-
-
-class PausedRun:
-    """`wap run` started with WAP_PAUSE_AT: waits until the gate has stopped itself at that step."""
-
-    def __init__(self, step: str, args: list[str], env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            wap_cmd(*args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**env, "WAP_PAUSE_AT": step},
-            cwd=REPO,
-        )
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if f"paused before {step}" in line:
-                break
-        assert self._stopped(), "the gate did not pause:\n" + "".join(self.lines)[-3000:]
-
-    def _stopped(self) -> bool:
-        for _ in range(200):
-            try:
-                state = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                return False
-            if state == "T":
-                return True
-            time.sleep(0.05)
-        return False
-
-    def resume(self, timeout: float = 240) -> subprocess.CompletedProcess:
-        os.kill(self.proc.pid, signal.SIGCONT)
-        rest, _ = self.proc.communicate(timeout=timeout)
-        output = "".join(self.lines) + rest
-        # stderr is merged into stdout here: give assert_one_line_error the same text on both.
-        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, output, output)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def _main_state(lake: Path) -> tuple[str, list]:

@@ -7,6 +7,8 @@
         audit_branch_table read that exact commit back, run the checkpoint, report; raise if it fails
         publish_to_main    merge that exact commit into main with the audit as commit properties, delete the
                            branch; if the branch moved, was deleted or recreated meanwhile, publish nothing
+        (rebase_onto_main) if another append published first: the batch on top of the new main, audited
+                           again, then publish
 
 A failure anywhere rolls the transaction back: the write task's rollback hook deletes the branch (unless
 the user keeps failed branches for inspection), and main is never touched. The lease tells `wap gc` that
@@ -29,6 +31,7 @@ from flows.datasets import Dataset, get_dataset, validate_mode
 from flows.gate.guards import audit_commit_properties, branch_must_exist, check_branch_unchanged, delete_quietly
 from flows.gate.naming import default_branch_name, validate_gate_branch
 from flows.gate.outcome import AuditFailedError, GateOutcome, Lakehouse, PrefectUnavailableError, WrittenBranch
+from flows.gate.rebase import MAX_REBASES, pure_append_batch, rebase_batch
 from flows.gate.runtime import (
     THIS_RUN,
     configured_prefect_api,
@@ -43,6 +46,7 @@ from flows.gate.writing import check_schema_policy, prepare_table, rows_written
 from flows.lakehouse import (
     MAIN,
     BackendUnavailableError,
+    MergeConflictError,
     default_backend,
     default_lakehouse,
 )
@@ -148,26 +152,45 @@ def audit_branch_table(lakehouse: Lakehouse, dataset: Dataset, branch: str, writ
 @task(name="publish", task_run_name="publish {dataset.name} from {branch}", cache_policy=NO_CACHE)
 def publish_to_main(
     lakehouse: Lakehouse, dataset: Dataset, branch: str, source: str, written: WrittenBranch, audit: AuditResult
-) -> str:
+) -> str | None:
     """Merge the audited commit into main, recording the audit on the merge commit; then delete the branch.
 
     Only `written.commit`, the commit the audit read, is ever merged: merging the branch by name would
     publish whatever the branch holds now. If the branch moved, was deleted or was recreated since the
-    audit, nothing is published.
+    audit, nothing is published. Returns None, publishing nothing, when the merge conflicts only because
+    another append published first (`rebase.pure_append_batch`): the flow rebases the batch and audits again.
     """
     client = lakehouse.connect()
     check_branch_unchanged(client, branch, written.commit)
     with branch_must_exist(branch, f"after its commit {written.commit[:12]} was audited"):
-        commit = client.merge_branch(
-            f"{branch}@{written.commit}",
-            MAIN,
-            commit_message=f"wap: publish {dataset.fqn} ({rows_written(dataset, written)}, audit {audit.suite_names}"
-            " passed)",
-            commit_properties=audit_commit_properties(dataset, branch, source, written, audit),
-        )
+        try:
+            commit = client.merge_branch(
+                f"{branch}@{written.commit}",
+                MAIN,
+                commit_message=f"wap: publish {dataset.fqn} ({rows_written(dataset, written)}, audit"
+                f" {audit.suite_names} passed)",
+                commit_properties=audit_commit_properties(dataset, branch, source, written, audit),
+            )
+        except MergeConflictError:
+            if pure_append_batch(client, dataset, branch, written) is None:
+                raise
+            print(f"main moved under {branch} (another append published first): rebasing the batch onto it")
+            return None
     delete_quietly(client, branch)
     print(f"published {dataset.fqn} to {MAIN} at commit {commit}")
     return commit
+
+
+@task(name="rebase", task_run_name="rebase {dataset.name} onto main", cache_policy=NO_CACHE)
+def rebase_onto_main(lakehouse: Lakehouse, dataset: Dataset, branch: str, written: WrittenBranch) -> WrittenBranch:
+    """Put the audited batch on top of main's new head (branch made again, the same rows appended in one commit)."""
+    client = lakehouse.connect()
+    batch = pure_append_batch(client, dataset, branch, written)
+    if batch is None or written.rebases >= MAX_REBASES:
+        raise MergeConflictError(f"{branch}@{written.commit}", MAIN, [dataset.fqn])
+    rebased = rebase_batch(client, dataset, branch, written, batch)
+    print(f"rebased {written.added} rows onto main at {rebased.base}: commit {rebased.commit} ({rebased.rows} rows)")
+    return rebased
 
 
 @flow(name="wap", flow_run_name="wap-{dataset}", log_prints=True)
@@ -201,9 +224,13 @@ def wap(
             pause_point("audit")
             outcome.audit = audit_branch_table(target, spec, outcome.branch, written)
             pause_point("publish")
-            outcome.published_commit = publish_to_main(
-                target, spec, outcome.branch, outcome.source, written, outcome.audit
-            )
+            published = publish_to_main(target, spec, outcome.branch, outcome.source, written, outcome.audit)
+            while published is None:  # main moved under a pure append: the batch on top of it, audited again
+                written = rebase_onto_main(target, spec, outcome.branch, written)
+                outcome.rows, outcome.audited_commit = written.rows, written.commit
+                outcome.audit = audit_branch_table(target, spec, outcome.branch, written)
+                published = publish_to_main(target, spec, outcome.branch, outcome.source, written, outcome.audit)
+            outcome.published_commit = published
     except AuditFailedError as exc:
         outcome.audit = exc.result
         publish_validation_report(outcome, error=exc)

@@ -71,6 +71,9 @@ def audit_commit_properties(
         "gx.suite": audit.suite_name,
         "gx.suites": audit.suite_names,  # the batch suite, and the table suite if the checkpoint has one
         "wap.based_on": written.base or "",  # main's commit the run built on (the audit's baseline)
+        # When main moved under an append: the batch's first audited commit, and how often it was rebased.
+        "wap.rebased_from": written.rebased_from or "",
+        "wap.rebases": str(written.rebases),
         "gx.checkpoint": audit.checkpoint_name,
         "gx.success": str(audit.success).lower(),
         "gx.evaluated_expectations": str(stats["evaluated"]),

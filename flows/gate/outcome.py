@@ -46,6 +46,8 @@ class WrittenBranch:
     added: int | None = None  # the rows this run imported (append: the batch; replace: the whole table)
     snapshot_id: int | None = None  # the Iceberg snapshot of the table at `commit` (the one this run's import made)
     base: str | None = None  # main's commit the branch was made from: the published state the run builds on
+    rebased_from: str | None = None  # the commit first written and audited, when main moved and the batch was rebased
+    rebases: int = 0  # how many times the batch was put on top of a main that had moved
 
 
 @dataclass

@@ -24,8 +24,9 @@ def check_schema_policy(client: LakehouseClient, dataset: Dataset, backend: str)
 
 
 def prepare_table(client: LakehouseClient, dataset: Dataset, source: str, branch: str) -> None:
-    """replace: create the table anew from the source. append: keep the table the branch has from main (create
-    it if there is none); with `schema: evolve`, first add the source's new columns to it."""
+    """replace: the table made exactly the source (`create_table(replace=True)`: the embedded lakehouse empties
+    the same Iceberg table when the source fits it, else creates a new one). append: keep the table the branch
+    has from main (create it if there is none); with `schema: evolve`, first add the source's new columns to it."""
     ns = dataset.namespace
     # The branch was just made from main: what it holds is what main held when the run began.
     if dataset.mode == "replace" or not client.has_table(dataset.table, branch, namespace=ns):

@@ -45,6 +45,7 @@ from .errors import (
     InvalidNameError,
     LakehouseError,
     QueryError,
+    SchemaMismatchError,
     SourceError,
     StorageError,
     TableExistsError,
@@ -154,13 +155,28 @@ class LocalClient:
     def create_table(
         self, table: str, search_uri: str, *, branch: str, namespace: str | None = None, replace: bool = False
     ) -> TableInfo:
-        """Create an empty table on `branch` whose schema is inferred from the source files."""
+        """Create an empty table on `branch` whose schema is inferred from the source files.
+
+        `replace=True` on a table the branch has: if the source fits its columns (as `import_data` would fit it),
+        the same Iceberg table is emptied instead (a delete snapshot), so readers keep its history."""
         ns, name = resolve_table_name(table, namespace)
         catalog = self._catalog(branch, write=True)
+        exists = table_key(ns, name) in self.store.tree(catalog.base_hash)
+        if exists and not replace:
+            raise TableExistsError(table_key(ns, name), branch)
+        kept = self._load_with(catalog, ns, name, branch) if exists else None
         with open_source(search_uri) as source:
             schema = source.schema
-        if table_key(ns, name) in self.store.tree(catalog.base_hash) and not replace:
-            raise TableExistsError(table_key(ns, name), branch)
+            fits = kept is not None and _fits(kept, source, name)
+        if kept is not None and fits:
+            # The source fits the table (as an append's must): the same Iceberg table, emptied by a snapshot of its
+            # own, so readers keep its history; the import then adds the new rows as the next snapshot, as
+            # pyiceberg's own overwrite does. A source with other columns or types gets a new table.
+            catalog.message = f"replace the rows of table {ns}.{name} (from {search_uri})"
+            catalog.commit_properties = {"wap.operation": "replace_rows", "wap.source": search_uri}
+            with self._writing(catalog, f"replace table {ns}.{name}"), kept.transaction() as tx:
+                tx.delete(AlwaysTrue())
+            return self.get_table(name, f"{catalog.ref.branch}@{catalog.base_hash}", namespace=ns)
         catalog.message = f"create table {ns}.{name} from {search_uri}"
         catalog.commit_properties = {"wap.operation": "create_table", "wap.source": search_uri}
         with self._writing(catalog, f"create table {ns}.{name}"):
@@ -463,6 +479,15 @@ def _manifest_paths(tbl: Table) -> frozenset[str]:
 def _missing_error(table: str, ref: str, missing: list[str]) -> StorageError:
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
     return StorageError(f"table {table} on {ref}: file missing: {missing[0]}{more}; {RECOVER_HINT}")
+
+
+def _fits(table: Table, source: Source, name: str) -> bool:
+    """Whether the source's columns fit the table's, as `import_data` fits an appended source."""
+    try:
+        conform_to_table(table.schema(), source.schema, source.uri, name, text_source=source.format == "csv")
+    except SchemaMismatchError:
+        return False
+    return True
 
 
 def _chunks(source: Source, fit: BatchConverter):
