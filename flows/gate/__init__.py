@@ -3,6 +3,8 @@
 flow.py      the flow and its three tasks, as the process reads
 outcome.py   what a run produces (GateOutcome, WrittenBranch) and the gate's own errors
 guards.py    publish merges exactly the audited commit: the branch checks, and the evidence recorded
+writing.py   how the write task shapes the table by mode and schema policy
+rebase.py    an append that lost the race to another append: its batch on top of the new main
 naming.py    gate branch names
 runtime.py   how a run executes in this process: Prefect settings, the API's reachability, pause points
 gc.py        `wap gc`

@@ -161,13 +161,14 @@ class LocalClient:
         the same Iceberg table is emptied instead (a delete snapshot), so readers keep its history."""
         ns, name = resolve_table_name(table, namespace)
         catalog = self._catalog(branch, write=True)
-        exists = table_key(ns, name) in self.store.tree(catalog.base_hash)
-        if exists and not replace:
-            raise TableExistsError(table_key(ns, name), branch)
-        kept = self._load_with(catalog, ns, name, branch) if exists else None
         with open_source(search_uri) as source:
             schema = source.schema
-            fits = kept is not None and _fits(kept, source, name)
+            exists = table_key(ns, name) in self.store.tree(catalog.base_hash)
+            if exists and not replace:
+                raise TableExistsError(table_key(ns, name), branch)
+            kept = self._load_with(catalog, ns, name, branch) if exists else None
+            # Only a table with rows: emptying an empty one would change nothing (and make no commit).
+            fits = kept is not None and _has_rows(kept) and _fits(kept, source, name)
         if kept is not None and fits:
             # The source fits the table (as an append's must): the same Iceberg table, emptied by a snapshot of its
             # own, so readers keep its history; the import then adds the new rows as the next snapshot, as
@@ -479,6 +480,11 @@ def _manifest_paths(tbl: Table) -> frozenset[str]:
 def _missing_error(table: str, ref: str, missing: list[str]) -> StorageError:
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
     return StorageError(f"table {table} on {ref}: file missing: {missing[0]}{more}; {RECOVER_HINT}")
+
+
+def _has_rows(table: Table) -> bool:
+    snapshot = table.current_snapshot()
+    return bool(snapshot and snapshot.summary and int(snapshot.summary.get("total-records", 0)) > 0)
 
 
 def _fits(table: Table, source: Source, name: str) -> bool:
