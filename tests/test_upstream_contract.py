@@ -581,6 +581,15 @@ CONTRACTS = [
         "flows/suite/init.py (writes each GX file once)",
         _gx_stores,
     ),
+    Contract(
+        "great_expectations.checkpoint.checkpoint.Checkpoint._run_actions",
+        GX,
+        "parameters ['self', 'checkpoint_result']: runs the checkpoint's actions on a CheckpointResult",
+        "flows/audit/checkpoint.py (_run_stored runs each validation definition on its own data)",
+        expect_params(
+            "great_expectations.checkpoint.checkpoint.Checkpoint._run_actions", ["self", "checkpoint_result"]
+        ),
+    ),
     # pyiceberg: the embedded catalog (flows/lakehouse/catalog.py) and the projection fix.
     Contract(
         "pyiceberg.catalog.Catalog._convert_schema_if_needed",

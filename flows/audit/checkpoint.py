@@ -222,9 +222,7 @@ def run_checkpoint(
             parameters = baseline.parameters
         if parameters is None:
             # No published table given: as on a first run, the table is its own baseline.
-            used = referenced_parameters(
-                [c for _, d in _definitions(stored) for c in d.suite.expectation_configurations]
-            )
+            used = _used_parameters(stored)
             baseline = replace(measure_frame(whole, measured="the audited data", wanted=set(used)), used=used)
             parameters = baseline.parameters
         return _run_stored(context, stored, inputs, parameters, baseline, run_name)
@@ -283,7 +281,12 @@ def checkpoint_parameters(checkpoint: str, gx_dir: Path | str | None = None) -> 
     """The `main_*` suite parameters the checkpoint's suites use."""
     with _GX_LOCK:
         stored = _load_checkpoint(get_context(gx_dir), checkpoint)
-        return referenced_parameters([c for _, d in _definitions(stored) for c in d.suite.expectation_configurations])
+        return _used_parameters(stored)
+
+
+def _used_parameters(stored: Checkpoint) -> list[str]:
+    """The `main_*` suite parameters the checkpoint's suites use, first appearance first."""
+    return referenced_parameters([c for _, d in _definitions(stored) for c in d.suite.expectation_configurations])
 
 
 def _definitions(stored: Checkpoint) -> list[tuple[str, Any]]:
@@ -354,7 +357,7 @@ def _run_stored(
         results[key] = validation
         ran.append((role, key, replace(data, seconds=data.seconds + time.perf_counter() - started)))
     checkpoint_result = CheckpointResult(run_id=run_id, run_results=results, checkpoint_config=stored)
-    stored._run_actions(checkpoint_result=checkpoint_result)  # private; pinned in tests/test_gx_contract.py
+    stored._run_actions(checkpoint_result=checkpoint_result)  # private; pinned in tests/test_upstream_contract.py
 
     # Checkpoint actions' results are discarded, so ask the context for the pages the UpdateDataDocsAction
     # just wrote; this is the same call the action makes for its result.
@@ -453,7 +456,7 @@ def audit_table(
         context = get_context(gx_dir)
         stored = _load_checkpoint(context, checkpoint)
         suites = {role: d.suite for role, d in _definitions(stored)}
-        used = referenced_parameters([c for s in suites.values() for c in s.expectation_configurations])
+        used = _used_parameters(stored)
         # Without a published state to compare with, the table is its own baseline, as on a first run.
         baseline = published_baseline(
             client, table, published=published or ref, audited=ref, namespace=namespace, wanted=used,
