@@ -7,6 +7,7 @@ Every test session gets its own PREFECT_HOME (never the user's ~/.prefect). The 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -47,3 +48,11 @@ def lakehouse(lakehouse_dir: Path):
     from flows.lakehouse import connect
 
     return connect("local", lakehouse_dir, author="tester")
+
+
+@pytest.fixture
+def shipped_gx(tmp_path: Path) -> Path:
+    """A copy of the repository's gx/ (without its uncommitted/ results) that a test may edit."""
+    target = tmp_path / "gx"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "gx", target, ignore=shutil.ignore_patterns("uncommitted"))
+    return target

@@ -17,6 +17,7 @@ import yaml
 from gate_fixtures import latest_artifact, run_cli
 from pyiceberg.table import StaticTable
 
+from flows.audit.proof import files_fingerprint
 from flows.demo.data import corrupt, generate_titanic, write_csv
 from flows.lakehouse import MAIN, connect
 
@@ -142,14 +143,29 @@ def test_appended_ids_that_collide_with_main_are_blocked_by_the_table_suite(batc
 
 
 def test_a_published_append_records_both_suites_and_the_commit_it_built_on(batches, tmp_path):
+    """Each publish records what its audit proved about the table (its files, its distinct ids); the next append's
+    table audit (by pushdown here) relies on that proof, checks uniqueness as a semi-join and says so."""
     lake = tmp_path / "lake"
     assert _run("--mode", "append", "--source", str(batches["first"]), lake=lake).returncode == 0
-    base = connect("local", lake).get_branch(MAIN).hash
-    assert _run("--mode", "append", "--source", str(batches["second"]), lake=lake).returncode == 0
-    head = connect("local", lake).get_commits(MAIN, limit=1)[0]
+    client = connect("local", lake)
+    base = client.get_branch(MAIN).hash
+    first = client.get_commits(MAIN, limit=1)[0].properties
+    assert first["wap.table_files"] == files_fingerprint(client.data_files("titanic", ref=MAIN)[1])
+    assert json.loads(first["gx.unique_columns"]) == ["PassengerId"]
+    second = _run(
+        "--mode", "append", "--source", str(batches["second"]), lake=lake, env={"WAP_AUDIT_PUSHDOWN": "always"}
+    )  # fmt: skip
+    assert second.returncode == 0, second.stdout + second.stderr
+    head = client.get_commits(MAIN, limit=1)[0]
     assert head.properties["gx.suites"] == "titanic + titanic_table"
     assert head.properties["wap.based_on"] == base
     assert "audit titanic + titanic_table passed" in head.message
+    assert head.properties["wap.table_files"] == files_fingerprint(client.data_files("titanic", ref=MAIN)[1])
+    report = latest_artifact("titanic-validation")["data"]
+    assert (
+        "- **Uniqueness across the table**: `PassengerId` checked as a semi-join of the batch's values against"
+        f" main's, which the audit of commit `{base[:12]}` proved distinct"
+    ) in report
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,14 +21,10 @@ from flows.audit.baseline import column_key, published_baseline
 from flows.demo.data import generate_titanic
 from flows.lakehouse import MAIN, connect
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture
-def gx_dir(tmp_path: Path) -> Path:
-    target = tmp_path / "gx"
-    shutil.copytree(REPO / "gx", target, ignore=shutil.ignore_patterns("uncommitted"))
-    return target
+def gx_dir(shipped_gx: Path) -> Path:
+    return shipped_gx
 
 
 def _add_table_rules(gx_dir: Path, *expectations: dict) -> None:

@@ -403,7 +403,7 @@ def test_get_commits_converts_sdk_commits() -> None:
         when,
         {"wap.rows": "3"},
     )
-    assert fake.called("get_commits") == [{"ref": "alice.wap", "limit": 5}]
+    assert fake.called("get_commits") == [{"ref": "alice.wap", "filter_by_properties": None, "limit": 5}]
 
 
 def test_merge_returns_the_head_read_after_merging() -> None:

@@ -120,11 +120,10 @@ def measure_table(
 
 def measure_frame(data: Any, *, measured: str, wanted: set[str] | None = None) -> Baseline:
     """The facts of a dataframe or Arrow table that stands for a first run's table (``first_run`` is True)."""
-    import duckdb
+    from flows.lakehouse.sql import BoundedDuckDB
 
     arrow = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
-    con = duckdb.connect(":memory:")
-    try:
+    with BoundedDuckDB() as con:
         con.register("__wap_measured", arrow)
 
         def run(sql: str) -> pa.Table:
@@ -132,8 +131,6 @@ def measure_frame(data: Any, *, measured: str, wanted: set[str] | None = None) -
             return relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
 
         return _measure(arrow.schema, run, "__wap_measured", measured, True, None, wanted)
-    finally:
-        con.close()
 
 
 def _measure(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from flows.audit.baseline import Baseline, column_key, measure_frame, published_baseline, referenced_parameters
 from flows.audit.gx_project import BATCH, BATCH_PARAMETER, TABLE, validates
+from flows.audit.proof import ReliedProof, TableProof, files_fingerprint, proves_unique, relied_proof
 from flows.datasets import gx_dir as configured_gx_dir
 from flows.lakehouse.protocol import ReadsTableFiles
 
@@ -113,6 +114,8 @@ class AuditResult:
     # `success`, `statistics` and `expectations`, which cover them all.
     suites: tuple[SuiteAudit, ...] = ()
     baseline: Baseline | None = None  # the facts of the published table the suites were given
+    proof: TableProof | None = None  # what it proved about the whole table (recorded by the publish commit)
+    relied_proof: ReliedProof | None = None  # main's proven-distinct columns its table audit relied on (semi-join)
 
     @property
     def failed(self) -> list[ExpectationOutcome]:
@@ -432,13 +435,16 @@ def audit_table(
     pushdown: bool | None = None,
     published: str | None = None,
     appended: bool = False,
+    batch_ref: str | None = None,
 ) -> AuditResult:
     """The audit task's work: run ``checkpoint`` on ``table`` as ``ref`` holds it.
 
     ``published`` (a pinned ref, e.g. ``main@<hash>``: main as the run found it) is the state the run would
     replace: its facts become the suite parameters (``baseline``). ``appended``: the run appended to that
     table, so the batch suite validates only the rows ``ref`` adds to it (its data files beyond
-    ``published``'s), the table suite the whole table on ``ref``; otherwise both validate the whole table.
+    ``published``'s, or on a backend without data-file access the same table on ``batch_ref``, where the
+    batch was staged alone: ``gate/staging.py``), the table suite the whole table on ``ref``; otherwise both
+    validate the whole table.
 
     On the embedded lakehouse the row-level metrics are computed by DuckDB over the Parquet files when every
     expectation of a suite allows it (``flows.pushdown``): same GX results, no pandas copy. ``pushdown``: True
@@ -450,8 +456,11 @@ def audit_table(
     mode = {True: "always", False: "never", None: os.environ.get("WAP_AUDIT_PUSHDOWN", "auto")}[pushdown]
     if mode not in PUSHDOWN_MODES:
         raise AuditConfigError(f"WAP_AUDIT_PUSHDOWN must be one of {', '.join(PUSHDOWN_MODES)}, got {mode!r}")
-    if appended and (published is None or not isinstance(client, ReadsTableFiles)):
-        raise AuditConfigError("an append's batch audit needs the published ref and a backend that lists data files")
+    if appended and (published is None or (batch_ref is None and not isinstance(client, ReadsTableFiles))):
+        raise AuditConfigError(
+            "an append's batch audit needs the published ref, and the staged batch's ref on a backend that does not"
+            " list data files"
+        )
     with _GX_LOCK:
         context = get_context(gx_dir)
         stored = _load_checkpoint(context, checkpoint)
@@ -462,7 +471,7 @@ def audit_table(
             client, table, published=published or ref, audited=ref, namespace=namespace, wanted=used,
             first_run=published is None,
         )  # fmt: skip
-        reader = _TableReader(client, table, ref, namespace, published if appended else None)
+        reader = _TableReader(client, table, ref, namespace, published if appended else None, batch_ref)
         try:
             parameters = baseline.parameters
             inputs = {}
@@ -471,9 +480,12 @@ def audit_table(
                 data = reader.input(role, suite.expectation_configurations, stored.result_format, parameters, mode)
                 inputs[role] = replace(data, seconds=time.perf_counter() - started)
             inputs.setdefault(TABLE, inputs[BATCH])  # unused without a table suite
-            return _run_stored(context, stored, inputs, parameters, baseline, run_name)
+            result = _run_stored(context, stored, inputs, parameters, baseline, run_name)
         finally:
             reader.close()
+    table_audit = result.suite_audit(TABLE)
+    relied = reader.relied if table_audit is not None and table_audit.row_metrics == "duckdb" else None
+    return replace(result, proof=reader.proof(result), relied_proof=relied)
 
 
 class _TableReader:
@@ -481,23 +493,46 @@ class _TableReader:
     or the whole table) and the table."""
 
     def __init__(
-        self, client: LakehouseClient, table: str, ref: str, namespace: str | None, appended_to: str | None
+        self,
+        client: LakehouseClient,
+        table: str,
+        ref: str,
+        namespace: str | None,
+        appended_to: str | None,
+        batch_ref: str | None = None,
     ) -> None:
         self.client, self.table, self.ref, self.namespace = client, table, ref, namespace
+        self.batch_ref = batch_ref
         self.files: dict[str, tuple[pa.Schema, list[str]]] = {}
+        self.relied: ReliedProof | None = None  # what an earlier publish proved about `appended_to`'s table
         if isinstance(client, ReadsTableFiles):
             schema, files = client.data_files(table, ref=ref, namespace=namespace)
             self.files[TABLE] = (schema, files)
             batch = files
             if appended_to is not None and client.has_table(table, appended_to, namespace=namespace):
-                before = set(client.data_files(table, ref=appended_to, namespace=namespace)[1])
-                if not before <= set(files):
+                published = client.data_files(table, ref=appended_to, namespace=namespace)[1]
+                if not set(published) <= set(files):
                     raise AuditConfigError(f"{table} on {ref} is not {appended_to}'s table plus appended rows")
-                batch = [f for f in files if f not in before]
+                batch = [f for f in files if f not in set(published)]
+                self.relied = relied_proof(client, appended_to, published)
+                self._published = published
             self.files[BATCH] = (schema, batch)
         self.appended = appended_to is not None
         self._metrics: dict[str, Any] = {}
         self._frames: dict[str, _Input] = {}
+
+    def proof(self, result: AuditResult) -> TableProof | None:
+        """What the audit proved about the whole table on ``ref`` (None without its file list)."""
+        if TABLE not in self.files:
+            return None
+        # Which validations saw the whole table: the table suite's, and in replace mode the batch suite's too.
+        whole = {TABLE} if self.appended else {TABLE, BATCH}
+        unique = {
+            e.column
+            for e in result.expectations
+            if e.validates in whole and e.column and proves_unique(e.expectation_type, e.kwargs, e.success)
+        }
+        return TableProof(files_fingerprint(self.files[TABLE][1]), tuple(sorted(unique)))
 
     def _same(self, role: str) -> str:
         """Both validations read the same rows unless an append's batch is a part of the table."""
@@ -512,10 +547,13 @@ class _TableReader:
             if pushed is not None:
                 return pushed
         if key not in self._frames:
-            if key == BATCH:
+            if key == BATCH and BATCH in self.files:
                 assert isinstance(self.client, ReadsTableFiles)
                 files = self.files[BATCH][1]
                 arrow = self.client.scan_data_files(self.table, files, ref=self.ref, namespace=self.namespace)
+            elif key == BATCH:  # staged alone on its own branch
+                assert self.batch_ref is not None
+                arrow = self.client.scan(self.table, ref=self.batch_ref, namespace=self.namespace)
             else:
                 arrow = self.client.scan(self.table, ref=self.ref, namespace=self.namespace)
             rows = arrow.num_rows
@@ -532,7 +570,10 @@ class _TableReader:
         if metrics is None:
             schema, files = self.files[key]
             try:
-                metrics = self._metrics[key] = ParquetTableMetrics(files, schema)
+                distinct_in = None
+                if key == TABLE and self.relied is not None:
+                    distinct_in = dict.fromkeys(self.relied.unique_columns, self._published)
+                metrics = self._metrics[key] = ParquetTableMetrics(files, schema, distinct_in=distinct_in)
             except PushdownError as exc:
                 _log.info("audit of %s: row metrics in pandas (%s)", self.table, exc)
                 return None

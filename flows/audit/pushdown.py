@@ -103,6 +103,7 @@ class _Check:
     unexpected: str  # predicate over those rows
     params: tuple[Any, ...] = ()  # bound to the ? in `unexpected`
     repeated_values: bool = False  # uniqueness: unexpected = rows whose value occurs more than once
+    count_sql: str = ""  # uniqueness: a scalar query counting those rows without a pass over every row
 
 
 class ParquetTableMetrics:
@@ -112,11 +113,19 @@ class ParquetTableMetrics:
     positions in that concatenation) and hold only live rows (the embedded lakehouse writes no deletes).
     """
 
-    def __init__(self, files: list[str], schema: pa.Schema) -> None:
+    def __init__(self, files: list[str], schema: pa.Schema, *, distinct_in: dict[str, list[str]] | None = None) -> None:
         import pyarrow.parquet as pq
 
         self.files = list(files)
         self.schema = schema
+        # Per column, some of the files whose non-null values are known to be distinct (main's files, which an
+        # earlier audit proved unique): its uniqueness is then checked as a semi-join of the other files'
+        # values against them, exact under that premise, instead of grouping the whole table.
+        self.distinct_in = {
+            column: known
+            for column, known in (distinct_in or {}).items()
+            if known and set(known) < set(self.files) and column in schema.names
+        }
         if {"file_row_number", "__wap_row"} & set(schema.names):
             raise PushdownError("a column is named like the row-position column the pushdown adds")
         self._offsets: list[int] = []
@@ -171,9 +180,8 @@ class ParquetTableMetrics:
             return _Check(column, "TRUE", f"NOT {self._not_null(column)}", ())
         domain = self._not_null(column)
         if base == "column_values.unique":
-            # pandas: ~duplicated(keep=False) over the non-null values: every copy of a repeated value.
-            repeated = f"SELECT {c} FROM {self._relation()} WHERE {domain} GROUP BY {c} HAVING count(*) > 1"
-            return _Check(column, domain, f"{c} IN ({repeated})", repeated_values=True)
+            repeated, count = self._repeated(column, domain)
+            return _Check(column, domain, f"{c} IN ({repeated})", repeated_values=True, count_sql=count)
         if base == "column_values.in_set":
             values = value_kwargs.get("value_set")
             if values is None:  # GX: vacuously true
@@ -204,6 +212,29 @@ class ParquetTableMetrics:
                 params.append(high)
             return _Check(column, domain, f"NOT ({' AND '.join(parts)})", tuple(params))
         return None
+
+    def _repeated(self, column: str, domain: str) -> tuple[str, str]:
+        """SQL for the values of ``column`` that occur more than once (pandas: ``duplicated(keep=False)`` over the
+        non-null values), and a scalar SQL for the rows holding them."""
+        c = _quote(column)
+        known = self.distinct_in.get(column)
+        if known is None:
+            groups = f"SELECT {c}, count(*) AS n FROM {self._relation()} WHERE {domain} GROUP BY {c}"
+            groups += " HAVING count(*) > 1"
+            return f"SELECT {c} FROM ({groups})", f"SELECT coalesce(sum(n), 0) FROM ({groups})"
+        # `known`'s values are distinct, so a value repeats iff it repeats among the other files or occurs in both;
+        # only the other files' values are grouped, and `known` is probed against them (a semi-join).
+        others = [f for f in self.files if f not in set(known)]
+        added = f"SELECT {c}, count(*) AS n FROM {self._relation(others)} WHERE {domain} GROUP BY {c}"
+        hits = f"SELECT {c} FROM {self._relation(known)} WHERE {domain} AND {c} IN (SELECT {c} FROM added)"
+        common = f"WITH added AS MATERIALIZED ({added}), hits AS MATERIALIZED ({hits}) "
+        repeated = f"{common}SELECT {c} FROM added WHERE n > 1 OR {c} IN (SELECT {c} FROM hits)"
+        # Each hit is one row of `known`; the other files' rows of a repeated value are counted by their groups.
+        count = (
+            f"{common}SELECT (SELECT coalesce(sum(n), 0) FROM added WHERE n > 1 OR {c} IN (SELECT {c} FROM hits))"
+            " + (SELECT count(*) FROM hits)"
+        )
+        return repeated, count
 
     @staticmethod
     def _split(name: str) -> tuple[str, str] | None:
@@ -247,10 +278,11 @@ class ParquetTableMetrics:
 
     # ---------------------------------------------------------------- answers
 
-    def _relation(self) -> str:
-        if not self.files:
+    def _relation(self, files: list[str] | None = None) -> str:
+        files = self.files if files is None else files
+        if not files:
             return "(SELECT * FROM (VALUES (NULL)) AS t(x) WHERE FALSE)"  # never used: row count 0 short-circuits
-        return f"(SELECT {self._projection()} FROM read_parquet([{', '.join(_literal(f) for f in self.files)}]))"
+        return f"(SELECT {self._projection()} FROM read_parquet([{', '.join(_literal(f) for f in files)}]))"
 
     def _projection(self) -> str:
         """The files' columns under the table's names."""
@@ -292,12 +324,7 @@ class ParquetTableMetrics:
             selects.append(f"count(*) - count({_quote(name)})")
         for _, check in todo:
             if check.repeated_values:
-                # Rows holding a repeated value: a scalar subquery grouping that one column.
-                c = _quote(check.column)
-                selects.append(
-                    f"(SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {self._relation()} "
-                    f"WHERE {check.domain} GROUP BY {c} HAVING count(*) > 1))"
-                )
+                selects.append(f"({check.count_sql})")  # rows holding a repeated value: grouping that one column
             else:
                 selects.append(f"count(*) FILTER (WHERE {check.domain} AND {check.unexpected})")
                 params.extend(check.params)
@@ -321,6 +348,8 @@ class ParquetTableMetrics:
     def _query_count(self, check: _Check) -> int:
         if not self.files:
             return 0
+        if check.repeated_values:
+            return int(self._con().execute(check.count_sql).fetchone()[0])
         sql = f"SELECT count(*) FROM {self._relation()} WHERE {check.domain} AND {check.unexpected}"
         return int(self._con().execute(sql, list(check.params)).fetchone()[0])
 
@@ -389,14 +418,15 @@ class ParquetTableMetrics:
 
     def _con(self) -> Any:
         if self._connection is None:
-            import duckdb
+            from flows.lakehouse.sql import BoundedDuckDB
 
-            self._connection = duckdb.connect(":memory:")
-        return self._connection
+            self._connection = BoundedDuckDB()
+        return self._connection.con
 
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
+            self._connection = None
 
 
 def plan(

@@ -42,6 +42,7 @@ from flows.gate.runtime import (
     prefect_transport_error,
     prefect_unreachable,
 )
+from flows.gate.staging import delete_staging_branch, isolate_batch
 from flows.gate.writing import check_schema_policy, prepare_table, rows_written
 from flows.lakehouse import (
     MAIN,
@@ -98,9 +99,11 @@ def write_to_branch(
             commit = client.get_branch(branch).hash
             table = client.get_table(dataset.table, f"{branch}@{commit}", namespace=dataset.namespace)
             rows = table.records
+            batch_ref = isolate_batch(client, dataset, source, branch, base=base, commit=commit)  # Bauplan's appends
     except BaseException as exc:
         # This task's own rollback hook only runs once it has completed, so clean up here; a transient
         # failure always cleans up, so that the retry can create the branch again.
+        delete_staging_branch(client, branch)
         if not keep_failed_branch or isinstance(exc, BackendUnavailableError):
             delete_quietly(client, branch)
         raise
@@ -108,12 +111,13 @@ def write_to_branch(
     added = imported.rows if appended else rows
     verb = "appended" if appended else "wrote"
     print(f"{verb} {added} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
-    return WrittenBranch(rows or 0, commit, added, table.snapshot_id, base)
+    return WrittenBranch(rows or 0, commit, added, table.snapshot_id, base, batch_ref=batch_ref)
 
 
 @write_to_branch.on_rollback
 def delete_gate_branch(txn) -> None:
     params = txn.get("rollback")
+    delete_staging_branch(params["lakehouse"].connect(), params["branch"])
     if params["keep"]:
         print(f"kept branch {params['branch']} for inspection")
         return
@@ -128,17 +132,23 @@ def audit_branch_table(lakehouse: Lakehouse, dataset: Dataset, branch: str, writ
     """Run the dataset's checkpoint on the branch table at the written commit: the batch suite on the rows
     the run added, the table suite on the table as it would be published, both given the facts of main as
     the run found it; publish its artifacts; raise if it fails."""
+    client = lakehouse.connect()
     with branch_must_exist(branch, f"before its commit {written.commit[:12]} was audited"):
-        result = audit_table(
-            lakehouse.connect(),
-            dataset.table,
-            ref=f"{branch}@{written.commit}",  # the commit written, even if the branch moves meanwhile
-            namespace=dataset.namespace,
-            checkpoint=dataset.checkpoint,
-            run_name=f"{dataset.name}-{branch}",
-            published=f"{MAIN}@{written.base}",
-            appended=dataset.mode == "append",
-        )
+        try:
+            result = audit_table(
+                client,
+                dataset.table,
+                ref=f"{branch}@{written.commit}",  # the commit written, even if the branch moves meanwhile
+                namespace=dataset.namespace,
+                checkpoint=dataset.checkpoint,
+                run_name=f"{dataset.name}-{branch}",
+                published=f"{MAIN}@{written.base}",
+                appended=dataset.mode == "append",
+                batch_ref=written.batch_ref,
+            )
+        finally:
+            if written.batch_ref is not None:
+                delete_staging_branch(client, branch)
     publish_audit_artifacts(dataset.name, result)
     emit_audit_event(dataset.name, result, branch=branch)
     stats = result.statistics

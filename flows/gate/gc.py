@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from flows.gate.naming import is_gate_branch
+from flows.gate.naming import is_gate_branch, owning_gate_branch
 from flows.lakehouse import Branch, BranchNotFoundError, InvalidNameError, LakehouseClient, StoredInDirectory
 from flows.lakehouse.leases import read_lease, release_stale_lease
 
@@ -133,7 +133,7 @@ def collect_stale_branches(
         age = now - _created_at(client, branch)
         if age < older_than:
             continue
-        lease = read_lease(client, branch.name)
+        lease = read_lease(client, owning_gate_branch(branch.name))  # a staging branch: its gate's lease
         if lease is not None and lease.live:
             holder = f"live run (pid {lease.pid} on {lease.host}, heartbeat {lease.age_s:.0f}s ago)"
             found.append(StaleBranch(branch.name, age, False, alive=holder))
@@ -147,7 +147,7 @@ def collect_stale_branches(
                 deleted = False
             # Any other failure (read-only or full storage, a busy catalog) ends gc with its error: a branch
             # that could not be deleted must not be reported as gone.
-            if lease is not None:
+            if lease is not None and owning_gate_branch(branch.name) == branch.name:
                 release_stale_lease(client, lease)
         found.append(StaleBranch(branch.name, age, deleted))
     return found

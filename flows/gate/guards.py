@@ -83,6 +83,9 @@ def audit_commit_properties(
         "gx.run_time": audit.run_time,
         "gx.version": audit.gx_version,
         "prefect.flow_run_id": str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else "",
+        # What the audit proved about the published table (its files, its distinct columns): the next append
+        # relies on it rather than group the whole table again (flows.audit.proof).
+        **(audit.proof.properties() if audit.proof is not None else {}),
     }
 
 

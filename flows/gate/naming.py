@@ -10,8 +10,9 @@ import uuid
 from flows.lakehouse import MAIN, InvalidNameError
 from flows.lakehouse.names import validate_branch
 
-# What default_branch_name makes, and all `wap gc` ever deletes.
-GATE_BRANCH = re.compile(r"[A-Za-z0-9_-]+\.wap_[a-z][a-z0-9_]*_[0-9a-f]{8}")
+# What default_branch_name makes (and its staging branch, gate/staging.py), and all `wap gc` ever deletes.
+GATE_BRANCH = re.compile(r"[A-Za-z0-9_-]+\.wap_[a-z][a-z0-9_]*_[0-9a-f]{8}(_batch)?")
+STAGING_SUFFIX = "_batch"
 
 
 def default_branch_name(dataset: str) -> str:
@@ -22,6 +23,11 @@ def default_branch_name(dataset: str) -> str:
 
 def is_gate_branch(name: str) -> bool:
     return name != MAIN and GATE_BRANCH.fullmatch(name) is not None
+
+
+def owning_gate_branch(name: str) -> str:
+    """The gate branch a staging branch belongs to (itself for any other branch): its run holds the lease."""
+    return name.removesuffix(STAGING_SUFFIX) if is_gate_branch(name) else name
 
 
 def validate_gate_branch(branch: str) -> str:

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 from flows.datasets import Dataset, DatasetError
 from flows.gate.outcome import WrittenBranch
-from flows.lakehouse import EvolvesTableSchema, LakehouseClient, ReadsTableFiles
+from flows.lakehouse import EvolvesTableSchema, LakehouseClient
 
 
 def check_schema_policy(client: LakehouseClient, dataset: Dataset, backend: str) -> None:
-    """Before any branch exists: append needs a backend that can tell the batch's rows from the table's (its data
-    files), and `schema: evolve` one that can add columns."""
-    if dataset.mode == "append" and not isinstance(client, ReadsTableFiles):
-        raise DatasetError(
-            f"dataset {dataset.name}: mode append audits the batch apart from the table, which needs a backend that"
-            f" lists a table's data files; {backend} does not yet (use mode: replace)"
-        )
+    """Before any branch exists: `schema: evolve` needs a backend that can add columns."""
     if dataset.mode == "append" and dataset.schema == "evolve" and not isinstance(client, EvolvesTableSchema):
         raise DatasetError(
             f"dataset {dataset.name}: 'schema: evolve' needs a backend that evolves table schemas;"

@@ -55,7 +55,7 @@ SDK_CALLS: dict[str, tuple[str, ...]] = {
     "get_branch": ("branch",),
     "delete_branch": ("branch",),
     "get_branches": (),
-    "get_commits": ("ref", "limit"),
+    "get_commits": ("ref", "filter_by_properties", "limit"),
     "merge_branch": ("source_ref", "into_branch", "commit_message", "commit_properties"),
     "get_tables": ("ref", "filter_by_namespace"),
     "has_table": ("table", "ref", "namespace"),
@@ -427,9 +427,12 @@ class BauplanClient:
         return [_branch(b) for b in self._call("get_branches")]
 
     @_translated
-    def get_commits(self, ref: str, *, limit: int | None = None) -> list[Commit]:
+    def get_commits(
+        self, ref: str, *, filter_by_properties: dict[str, str] | None = None, limit: int | None = None
+    ) -> list[Commit]:
         split_ref(ref)
-        return [_commit(c) for c in self._call("get_commits", ref=ref, limit=limit)]
+        commits = self._call("get_commits", ref=ref, filter_by_properties=filter_by_properties, limit=limit)
+        return [_commit(c) for c in commits]
 
     @_translated
     def merge_branch(

@@ -98,8 +98,15 @@ class LocalClient:
     def get_branches(self) -> list[Branch]:
         return self.store.branches()
 
-    def get_commits(self, ref: str, *, limit: int | None = None) -> list[Commit]:
-        return self.store.log(self.store.resolve(ref).hash, limit)
+    def get_commits(
+        self, ref: str, *, filter_by_properties: dict[str, str] | None = None, limit: int | None = None
+    ) -> list[Commit]:
+        head = self.store.resolve(ref).hash
+        if not filter_by_properties:
+            return self.store.log(head, limit)
+        wanted = filter_by_properties.items()
+        found = [c for c in self.store.log(head) if all(c.properties.get(k) == v for k, v in wanted)]
+        return found if limit is None else found[:limit]
 
     def merge_branch(
         self,

@@ -42,8 +42,11 @@ class LakehouseClient(Protocol):
 
     def get_branches(self) -> list[Branch]: ...
 
-    def get_commits(self, ref: str, *, limit: int | None = None) -> list[Commit]:
-        """The commits reachable from `ref`, newest first."""
+    def get_commits(
+        self, ref: str, *, filter_by_properties: dict[str, str] | None = None, limit: int | None = None
+    ) -> list[Commit]:
+        """The commits reachable from `ref`, newest first; with `filter_by_properties`, only those whose
+        properties hold every given key with the given value (`limit` counts the commits returned)."""
         ...
 
     def merge_branch(

@@ -10,8 +10,12 @@ every statement must be a plain query, and the connection is locked down: no fil
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import tempfile
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -24,6 +28,36 @@ from .parquet_fields import children, physical_schema
 
 if TYPE_CHECKING:
     from .protocol import ReadsTableFiles
+
+# DuckDB's own default is 80% of the machine's memory. Bounded, a large aggregate (uniqueness over a 100M-row
+# table) spills to disk instead, so the gate's memory stays flat as tables grow.
+DUCKDB_MEMORY_LIMIT = "1GB"
+_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
+class BoundedDuckDB:
+    """An in-memory DuckDB connection whose working memory is bounded by ``WAP_DUCKDB_MEMORY_LIMIT`` (default
+    ``DUCKDB_MEMORY_LIMIT``); beyond it DuckDB spills to a temporary directory of its own, removed on close."""
+
+    def __init__(self) -> None:
+        limit = os.environ.get("WAP_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT)
+        if not _SIZE.match(limit):
+            raise QueryError(f"WAP_DUCKDB_MEMORY_LIMIT must be a size such as 1GB or 512MB, got {limit!r}")
+        # Private: two processes spilling into one directory could collide on file names.
+        self.spill = tempfile.mkdtemp(prefix="wap-duckdb-")
+        self.con = duckdb.connect(":memory:", config={"memory_limit": limit, "temp_directory": self.spill})
+        self.con.execute("SET enable_progress_bar = false")  # else printed into the gate's output on long queries
+
+    def close(self) -> None:
+        self.con.close()
+        shutil.rmtree(self.spill, ignore_errors=True)
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        return self.con
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
 
 _LOCKDOWN = (
     "SET autoinstall_known_extensions = false",
@@ -52,7 +86,8 @@ def run_readonly_query(client: ReadsTableFiles, query: str, *, ref: str, namespa
     is read at one commit even if the branch moves while the views are built."""
     check_read_only(query)
     default = validate_identifier(DEFAULT_NAMESPACE if namespace is None else namespace, "namespace")
-    con = duckdb.connect(":memory:")
+    bounded = BoundedDuckDB()
+    con = bounded.con
     try:
         schemas = _expose_tables(con, client, ref)
         if default in schemas:
@@ -66,7 +101,7 @@ def run_readonly_query(client: ReadsTableFiles, query: str, *, ref: str, namespa
         except duckdb.Error as exc:
             raise QueryError(str(exc).splitlines()[0]) from exc
     finally:
-        con.close()
+        bounded.close()
 
 
 def _quote(name: str) -> str:

@@ -259,6 +259,15 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
                 ),
                 (f"Data docs of {suite.suite_name}", code(suite.data_docs_url) if suite.data_docs_url else "not built"),
             ]
+        if audit.relied_proof is not None:
+            relied = audit.relied_proof
+            facts.append(
+                (
+                    "Uniqueness across the table",
+                    f"{', '.join(map(code, relied.unique_columns))} checked as a semi-join of the batch's values"
+                    f" against main's, which the audit of commit {code(relied.commit[:12])} proved distinct",
+                )
+            )
     lines += ["## Run", ""] + [f"- **{name}**: {value}" for name, value in facts if value]
     if audit is not None and audit.baseline is not None:
         lines += ["", *_baseline_section(audit, code)]
