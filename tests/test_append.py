@@ -308,6 +308,8 @@ def test_each_append_is_a_snapshot_of_one_iceberg_table_that_readers_time_travel
     published = [c for c in client.get_commits(MAIN) if c.properties.get("wap.mode") == "append"]
     snapshots = [int(c.properties["iceberg.snapshot_id"]) for c in reversed(published)]  # oldest first
     assert len(set(snapshots)) == 3
+    # An append makes one snapshot: the one it publishes, the one its commit records among those it made.
+    assert [c.properties["iceberg.snapshot_ids"] for c in reversed(published)] == [str(i) for i in snapshots]
 
     table = _iceberg(lake)
     history = [entry.snapshot_id for entry in table.metadata.snapshot_log]
@@ -368,6 +370,8 @@ def test_a_replace_is_a_new_snapshot_of_the_same_iceberg_table(batches, tmp_path
     assert sorted(old["PassengerId"].to_list()) == list(range(1, 892))
     head = connect("local", lake).get_commits(MAIN, limit=1)[0]
     assert int(head.properties["iceberg.snapshot_id"]) == table.metadata.current_snapshot_id
+    made = [s.snapshot_id for s in table.metadata.snapshots[1:]]  # the delete and the append of the replace
+    assert head.properties["iceberg.snapshot_ids"] == ",".join(map(str, made))
 
     other = write_csv(_batch(10, 1, seed=5).drop_columns(["Cabin"]), tmp_path / "no_cabin.csv")
     reshaped = _run("--source", str(other), "--keep-failed-branch", lake=lake)  # blocked by the suite

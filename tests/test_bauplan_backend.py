@@ -22,6 +22,7 @@ from typing import Any
 
 import bauplan
 import bauplan.exceptions as bx
+import pyarrow as pa
 import pytest
 
 from flows.lakehouse import (
@@ -610,3 +611,79 @@ def test_live_branch_round_trip() -> None:
     finally:
         assert client.delete_branch(branch)
     assert not client.has_branch(branch)
+
+
+# ------------------------------------------------------------------------------ appends: the staged batch
+
+
+def _figures_row(ids: list[int], names: list[str], fares: list[float]) -> pa.Table:
+    """What `check_staged_batch`'s aggregate returns for a table of these rows (columns id, name, fare)."""
+    return pa.Table.from_pylist(
+        [
+            {
+                "rows": len(ids),
+                "n0": len(ids), "lo0": min(ids, default=None), "hi0": max(ids, default=None), "s0": sum(ids),
+                "n1": len(names), "lo1": min(names, default=None), "hi1": max(names, default=None),
+                "l1": sum(map(len, names)),
+                "n2": len(fares), "lo2": min(fares, default=None), "hi2": max(fares, default=None), "f2": sum(fares),
+            }
+        ]
+    )  # fmt: skip
+
+
+def _staging_sdk(batch_fares: list[float]) -> tuple[BauplanClient, FakeSDK]:
+    table = sdk_table("titanic")
+    table.fields = [
+        SimpleNamespace(name="id", type="long", required=False, doc=None, id=1),
+        SimpleNamespace(name="name", type="string", required=False, doc=None, id=2),
+        SimpleNamespace(name="fare", type="double", required=False, doc=None, id=3),
+    ]
+    main = _figures_row([1, 2], ["ann", "bo"], [7.5, 8.0])
+    staged = _figures_row([3], ["cy"], batch_fares)
+    written = _figures_row([1, 2, 3], ["ann", "bo", "cy"], [7.5, 8.0, 9.25])
+    answers = {"main": main, "alice.wap_titanic_0000beef_batch": staged, "alice.wap_titanic_0000beef": written}
+    return client_with(
+        create_branch=lambda **kw: sdk_branch(kw["branch"], "b" * 16),
+        get_branch=lambda **kw: sdk_branch(kw["branch"], "c" * 16),
+        has_namespace=True,
+        create_table=table,
+        import_data=SimpleNamespace(job_status="SUCCESS", error=None, job_id="j-9"),
+        get_table=table,
+        has_table=True,
+        query=lambda **kw: answers[kw["ref"].partition("@")[0]],
+    )
+
+
+def test_an_append_stages_its_batch_through_the_sdk_and_checks_it_server_side() -> None:
+    """The calls `flows.gate.staging` makes on Bauplan, each bound to the installed SDK's signature by FakeSDK:
+    a staging branch from main's commit, the table there replaced by the source alone, and one aggregate per ref
+    (main, the staged batch, the gate branch) sent as SQL to Bauplan's engine."""
+    import dataclasses
+
+    from flows.datasets import get_dataset
+    from flows.gate.staging import isolate_batch
+
+    client, fake = _staging_sdk([9.25])
+    dataset = dataclasses.replace(get_dataset("titanic"), mode="append")
+    branch = "alice.wap_titanic_0000beef"
+    staged = isolate_batch(client, dataset, "s3://bucket/batch.parquet", branch, base="a" * 16, commit="d" * 16)
+    assert staged == f"{branch}_batch@{'c' * 16}"
+    assert fake.called("create_branch") == [{"branch": f"{branch}_batch", "from_ref": f"main@{'a' * 16}"}]
+    [created] = fake.called("create_table")
+    assert created["branch"] == f"{branch}_batch" and created["replace"] is True and created["table"] == "titanic"
+    assert [c["branch"] for c in fake.called("import_data")] == [f"{branch}_batch"]
+    refs = [c["ref"] for c in fake.called("query")]
+    assert refs == [f"main@{'a' * 16}", staged, f"{branch}@{'d' * 16}"]
+    assert all(c["query"].startswith("SELECT count(*) AS rows") for c in fake.called("query"))
+
+
+def test_an_append_whose_staged_batch_differs_from_the_appended_rows_is_refused() -> None:
+    import dataclasses
+
+    from flows.datasets import get_dataset
+    from flows.gate.staging import isolate_batch
+
+    client, _ = _staging_sdk([10.0])  # the source changed between the two imports: another fare
+    dataset = dataclasses.replace(get_dataset("titanic"), mode="append")
+    with pytest.raises(ConcurrentUpdateError, match=r"differ in fare\)"):
+        isolate_batch(client, dataset, "s3://b/x.parquet", "alice.wap_titanic_0000beef", base="a" * 16, commit="d" * 16)

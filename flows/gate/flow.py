@@ -43,7 +43,7 @@ from flows.gate.runtime import (
     prefect_unreachable,
 )
 from flows.gate.staging import delete_staging_branch, isolate_batch
-from flows.gate.writing import check_schema_policy, prepare_table, rows_written
+from flows.gate.writing import check_schema_policy, prepare_table, rows_written, snapshots_made
 from flows.lakehouse import (
     MAIN,
     BackendUnavailableError,
@@ -109,9 +109,12 @@ def write_to_branch(
         raise
     appended = dataset.mode == "append"
     added = imported.rows if appended else rows
+    if appended and added is None and batch_ref is not None:  # Bauplan reports no row count: the staged batch's
+        added = client.get_table(dataset.table, batch_ref, namespace=dataset.namespace).records
     verb = "appended" if appended else "wrote"
     print(f"{verb} {added} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
-    return WrittenBranch(rows or 0, commit, added, table.snapshot_id, base, batch_ref=batch_ref)
+    made = snapshots_made(client, dataset, table, base)
+    return WrittenBranch(rows or 0, commit, added, table.snapshot_id, base, snapshot_ids=made, batch_ref=batch_ref)
 
 
 @write_to_branch.on_rollback

@@ -68,6 +68,7 @@ def audit_commit_properties(
         "wap.added_rows": "" if written.added is None else str(written.added),
         # The table's Iceberg snapshot this commit publishes: readers time-travel by it (append: one per batch).
         "iceberg.snapshot_id": "" if written.snapshot_id is None else str(written.snapshot_id),
+        "iceberg.snapshot_ids": ",".join(map(str, written.snapshot_ids)),  # every snapshot the run made, oldest first
         "gx.suite": audit.suite_name,
         "gx.suites": audit.suite_names,  # the batch suite, and the table suite if the checkpoint has one
         "wap.based_on": written.base or "",  # main's commit the run built on (the audit's baseline)

@@ -48,6 +48,7 @@ class WrittenBranch:
     base: str | None = None  # main's commit the branch was made from: the published state the run builds on
     rebased_from: str | None = None  # the commit first written and audited, when main moved and the batch was rebased
     rebases: int = 0  # how many times the batch was put on top of a main that had moved
+    snapshot_ids: tuple[int, ...] = ()  # every Iceberg snapshot the run's commits made (replace: delete, append)
     # An append on a backend without data-file access: the batch alone, on its staging branch (gate/staging.py).
     batch_ref: str | None = None
 

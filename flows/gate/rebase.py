@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flows.datasets import Dataset
 from flows.gate.outcome import WrittenBranch
+from flows.gate.writing import snapshots_made
 from flows.lakehouse import MAIN, LakehouseClient, MergeConflictError, ReadsTableFiles
 
 MAX_REBASES = 20  # a run that keeps losing the race to other publishes gives up (exit 3) instead of looping
@@ -80,6 +81,7 @@ def rebase_batch(
         commit=commit,
         added=written.added,
         snapshot_id=info.snapshot_id,
+        snapshot_ids=snapshots_made(client, dataset, info, base),
         base=base,
         rebased_from=written.rebased_from or written.commit,
         rebases=written.rebases + 1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flows.datasets import Dataset, DatasetError
 from flows.gate.outcome import WrittenBranch
-from flows.lakehouse import EvolvesTableSchema, LakehouseClient
+from flows.lakehouse import MAIN, EvolvesTableSchema, LakehouseClient, TableInfo
 
 
 def check_schema_policy(client: LakehouseClient, dataset: Dataset, backend: str) -> None:
@@ -29,6 +29,15 @@ def prepare_table(client: LakehouseClient, dataset: Dataset, source: str, branch
         added = client.add_new_columns(dataset.table, source, branch=branch, namespace=ns)
         if added:
             print(f"added columns {', '.join(added)} to {dataset.fqn} on branch {branch} (schema: evolve)")
+
+
+def snapshots_made(client: LakehouseClient, dataset: Dataset, written: TableInfo, base: str) -> tuple[int, ...]:
+    """The Iceberg snapshots in the table's history at the written commit that main's table at ``base`` lacks."""
+    published = f"{MAIN}@{base}"
+    before = set()
+    if client.has_table(dataset.table, published, namespace=dataset.namespace):
+        before = set(client.get_table(dataset.table, published, namespace=dataset.namespace).snapshot_ids)
+    return tuple(i for i in written.snapshot_ids if i not in before)
 
 
 def rows_written(dataset: Dataset, written: WrittenBranch) -> str:

@@ -157,6 +157,7 @@ class LocalClient:
             records=records,
             metadata_location=cast(RelocatingFileIO, tbl.io).translate(tbl.metadata_location),  # see RefCatalog
             snapshot_id=snapshot.snapshot_id if snapshot else None,
+            snapshot_ids=tuple(s.snapshot_id for s in tbl.metadata.snapshots),
         )
 
     def create_table(

@@ -38,6 +38,8 @@ class TableInfo:
     records: int | None
     metadata_location: str | None
     snapshot_id: int | None = None
+    # Every snapshot in the table's history at that ref, oldest first (empty where the backend does not list them).
+    snapshot_ids: tuple[int, ...] = ()
 
     @property
     def fqn(self) -> str:
