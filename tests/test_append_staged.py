@@ -180,3 +180,17 @@ def test_the_gate_appends_through_a_staged_batch_and_cleans_up(tmp_path):
         run_gate("titanic", source=colliding, lakehouse=str(lake), mode="append")
     assert local.get_branch(MAIN).hash == head and local.get_table("titanic", MAIN).records == 350
     assert [b.name for b in local.get_branches()] == [MAIN]
+
+
+def test_a_float_column_with_nan_passes_the_staging_check(tmp_path):
+    """NaN equals nothing, itself included: the check bounds floats over their numbers and counts NaNs apart."""
+    local = _main_with(tmp_path / "lake", 300, tmp_path)
+    client = BauplanShapedClient(local)
+    batch = generate_titanic(50, seed=2, first_id=301)
+    fares = batch.column("Fare").to_pylist()
+    fares[3] = float("nan")
+    batch = batch.set_column(batch.schema.get_field_index("Fare"), "Fare", pa.array(fares, pa.float64()))
+    source = _parquet(batch, tmp_path / "nan.parquet")
+    base, commit = _append_on_branch(client, "alice.wap_titanic_0000d00d", source)
+    staged = isolate_batch(client, append_titanic(), source, "alice.wap_titanic_0000d00d", base=base, commit=commit)
+    assert local.get_table("titanic", staged).records == 50

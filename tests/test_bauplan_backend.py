@@ -625,7 +625,8 @@ def _figures_row(ids: list[int], names: list[str], fares: list[float]) -> pa.Tab
                 "n0": len(ids), "lo0": min(ids, default=None), "hi0": max(ids, default=None), "s0": sum(ids),
                 "n1": len(names), "lo1": min(names, default=None), "hi1": max(names, default=None),
                 "l1": sum(map(len, names)),
-                "n2": len(fares), "lo2": min(fares, default=None), "hi2": max(fares, default=None), "f2": sum(fares),
+                "n2": len(fares), "lo2": min(fares, default=None), "hi2": max(fares, default=None),
+                "f2": sum(fares), "z2": 0,
             }
         ]
     )  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from flows.audit import audit_table
 from flows.audit.gx_project import TABLE
@@ -139,3 +140,27 @@ def test_a_proof_of_other_files_is_not_relied_on(tmp_path, shipped_gx):
     assert pushed.relied_proof is None
     assert _table_results(pushed) == _table_results(plain)
     assert _unique(pushed).unexpected_count == 2 and not pushed.success
+
+
+@pytest.mark.parametrize("column", ["n", "N"])
+def test_uniqueness_of_a_column_named_like_the_count_is_counted_right(tmp_path, column):
+    """The row counts of the grouping are aliased apart from the column: DuckDB would otherwise rename a column `n`
+    and `n > 1` would compare its values (a repeated 0 counted as no duplicate at all)."""
+    from flows.audit.pushdown import ParquetTableMetrics
+
+    client = connect("local", tmp_path / "lake")
+    client.create_branch("alice.t", from_ref=MAIN)
+    first = _parquet(pa.table({column: pa.array([0, 1, 2], pa.int64())}), tmp_path / "a.parquet")
+    client.create_table("t", first, branch="alice.t")
+    client.import_data("t", first, branch="alice.t")
+    client.import_data("t", _parquet(pa.table({column: pa.array([0, 0, 5], pa.int64())}), tmp_path / "b.parquet"),
+                       branch="alice.t")  # fmt: skip
+    schema, files = client.data_files("t", ref="alice.t")
+    known = client.data_files("t", ref=f"alice.t@{client.get_commits('alice.t')[1].hash}")[1]
+    for metrics in (
+        ParquetTableMetrics(files, schema),
+        ParquetTableMetrics(files, schema, distinct_in={column: known}),
+    ):
+        check = metrics._check("column_values.unique", column, {})
+        assert metrics._query_count(check) == 3  # the three zeros
+        metrics.close()

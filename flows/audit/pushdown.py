@@ -126,7 +126,7 @@ class ParquetTableMetrics:
             for column, known in (distinct_in or {}).items()
             if known and set(known) < set(self.files) and column in schema.names
         }
-        if {"file_row_number", "__wap_row"} & set(schema.names):
+        if {"file_row_number", "__wap_row", "__wap_n"} & {n.lower() for n in schema.names}:
             raise PushdownError("a column is named like the row-position column the pushdown adds")
         self._offsets: list[int] = []
         rows = 0
@@ -219,20 +219,21 @@ class ParquetTableMetrics:
         c = _quote(column)
         known = self.distinct_in.get(column)
         if known is None:
-            groups = f"SELECT {c}, count(*) AS n FROM {self._relation()} WHERE {domain} GROUP BY {c}"
+            groups = f"SELECT {c}, count(*) AS __wap_n FROM {self._relation()} WHERE {domain} GROUP BY {c}"
             groups += " HAVING count(*) > 1"
-            return f"SELECT {c} FROM ({groups})", f"SELECT coalesce(sum(n), 0) FROM ({groups})"
+            return f"SELECT {c} FROM ({groups})", f"SELECT coalesce(sum(__wap_n), 0) FROM ({groups})"
         # `known`'s values are distinct, so a value repeats iff it repeats among the other files or occurs in both;
         # only the other files' values are grouped, and `known` is probed against them (a semi-join).
         others = [f for f in self.files if f not in set(known)]
-        added = f"SELECT {c}, count(*) AS n FROM {self._relation(others)} WHERE {domain} GROUP BY {c}"
+        # `__wap_n`, not `n`: a column named `n` would be renamed `n_1` by DuckDB and `n` would mean its values.
+        added = f"SELECT {c}, count(*) AS __wap_n FROM {self._relation(others)} WHERE {domain} GROUP BY {c}"
         hits = f"SELECT {c} FROM {self._relation(known)} WHERE {domain} AND {c} IN (SELECT {c} FROM added)"
         common = f"WITH added AS MATERIALIZED ({added}), hits AS MATERIALIZED ({hits}) "
-        repeated = f"{common}SELECT {c} FROM added WHERE n > 1 OR {c} IN (SELECT {c} FROM hits)"
+        repeated = f"{common}SELECT {c} FROM added WHERE __wap_n > 1 OR {c} IN (SELECT {c} FROM hits)"
         # Each hit is one row of `known`; the other files' rows of a repeated value are counted by their groups.
         count = (
-            f"{common}SELECT (SELECT coalesce(sum(n), 0) FROM added WHERE n > 1 OR {c} IN (SELECT {c} FROM hits))"
-            " + (SELECT count(*) FROM hits)"
+            f"{common}SELECT (SELECT coalesce(sum(__wap_n), 0) FROM added"
+            f" WHERE __wap_n > 1 OR {c} IN (SELECT {c} FROM hits)) + (SELECT count(*) FROM hits)"
         )
         return repeated, count
 

@@ -42,7 +42,7 @@ from flows.gate.runtime import (
     prefect_transport_error,
     prefect_unreachable,
 )
-from flows.gate.staging import delete_staging_branch, isolate_batch
+from flows.gate.staging import delete_staging_branch, isolate_batch, stages_batch
 from flows.gate.writing import check_schema_policy, prepare_table, rows_written, snapshots_made
 from flows.lakehouse import (
     MAIN,
@@ -90,7 +90,8 @@ def write_to_branch(
     check_schema_policy(client, dataset, lakehouse.backend)
     running = get_transaction()
     assert running is not None  # this task runs inside the flow's transaction
-    running.set("rollback", {"lakehouse": lakehouse, "branch": branch, "keep": keep_failed_branch})
+    staged = stages_batch(client, dataset)
+    running.set("rollback", {"lakehouse": lakehouse, "branch": branch, "keep": keep_failed_branch, "staged": staged})
     base = client.create_branch(branch, from_ref=MAIN).hash
     try:
         with branch_must_exist(branch, "while the gate was writing to it"):
@@ -100,27 +101,29 @@ def write_to_branch(
             table = client.get_table(dataset.table, f"{branch}@{commit}", namespace=dataset.namespace)
             rows = table.records
             batch_ref = isolate_batch(client, dataset, source, branch, base=base, commit=commit)  # Bauplan's appends
+            added = imported.rows if dataset.mode == "append" else rows
+            if added is None and batch_ref is not None:  # Bauplan reports no row count: the staged batch's
+                added = client.get_table(dataset.table, batch_ref, namespace=dataset.namespace).records
+            made = snapshots_made(client, dataset, table, base)
     except BaseException as exc:
         # This task's own rollback hook only runs once it has completed, so clean up here; a transient
         # failure always cleans up, so that the retry can create the branch again.
-        delete_staging_branch(client, branch)
+        if stages_batch(client, dataset):
+            delete_staging_branch(client, branch)
         if not keep_failed_branch or isinstance(exc, BackendUnavailableError):
             delete_quietly(client, branch)
         raise
     appended = dataset.mode == "append"
-    added = imported.rows if appended else rows
-    if appended and added is None and batch_ref is not None:  # Bauplan reports no row count: the staged batch's
-        added = client.get_table(dataset.table, batch_ref, namespace=dataset.namespace).records
     verb = "appended" if appended else "wrote"
     print(f"{verb} {added} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
-    made = snapshots_made(client, dataset, table, base)
     return WrittenBranch(rows or 0, commit, added, table.snapshot_id, base, snapshot_ids=made, batch_ref=batch_ref)
 
 
 @write_to_branch.on_rollback
 def delete_gate_branch(txn) -> None:
     params = txn.get("rollback")
-    delete_staging_branch(params["lakehouse"].connect(), params["branch"])
+    if params.get("staged"):
+        delete_staging_branch(params["lakehouse"].connect(), params["branch"])
     if params["keep"]:
         print(f"kept branch {params['branch']} for inspection")
         return

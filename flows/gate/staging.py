@@ -36,12 +36,17 @@ def staging_branch(branch: str) -> str:
     return f"{branch}{STAGING_SUFFIX}"
 
 
+def stages_batch(client: LakehouseClient, dataset: Dataset) -> bool:
+    """Whether a run of ``dataset`` on this backend stages its batch (and so has a staging branch to clean up)."""
+    return dataset.mode == "append" and not isinstance(client, ReadsTableFiles)
+
+
 def isolate_batch(
     client: LakehouseClient, dataset: Dataset, source: str, branch: str, *, base: str, commit: str
 ) -> str | None:
     """For an append on a backend without data-file access: the batch staged and checked against the rows appended
     at ``commit`` (``stage_batch``, ``check_staged_batch``); its pinned ref. None where the audit needs no staging."""
-    if dataset.mode != "append" or isinstance(client, ReadsTableFiles):
+    if not stages_batch(client, dataset):
         return None
     staged = stage_batch(client, dataset, source, branch, base)
     check_staged_batch(client, dataset, published=f"{MAIN}@{base}", written=f"{branch}@{commit}", staged=staged)
@@ -76,7 +81,12 @@ def _figures(client: LakehouseClient, dataset: Dataset, ref: str, fields: list[A
         column, kind = _quote(field.name), field.type.split("(")[0]
         selects.append(f"count({column}) AS n{i}")
         kinds[f"n{i}"] = "sum"
-        if kind in _ORDERED:
+        if kind in _FLOATS:  # NaN compares unequal to itself: bounds over the numbers, NaNs counted apart
+            number = f"FILTER (WHERE NOT isnan({column}))"
+            selects += [f"min({column}) {number} AS lo{i}", f"max({column}) {number} AS hi{i}"]
+            selects.append(f"count(*) FILTER (WHERE isnan({column})) AS z{i}")
+            kinds |= {f"lo{i}": "min", f"hi{i}": "max", f"z{i}": "sum"}
+        elif kind in _ORDERED:
             selects += [f"min({column}) AS lo{i}", f"max({column}) AS hi{i}"]
             kinds |= {f"lo{i}": "min", f"hi{i}": "max"}
         if kind in _INTEGERS:
@@ -119,7 +129,7 @@ def check_staged_batch(client: LakehouseClient, dataset: Dataset, *, published: 
     batch = _figures(client, dataset, staged, fields)
     after = _figures(client, dataset, written, fields)
     kinds = after.pop("__kinds")
-    names = {f"{p}{i}": f.name for i, f in enumerate(fields) for p in ("n", "lo", "hi", "s", "f", "l")}
+    names = {f"{p}{i}": f.name for i, f in enumerate(fields) for p in ("n", "lo", "hi", "s", "f", "z", "l")}
     differ = [key for key, kind in kinds.items() if not _matches(before.get(key), batch.get(key), after.get(key), kind)]
     if differ:
         columns = sorted({names.get(key, "row count") for key in differ})
