@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -13,6 +14,7 @@ from .lakehouse.errors import InvalidNameError
 from .lakehouse.names import DEFAULT_NAMESPACE, validate_identifier
 
 REPO_GX_DIR = Path(__file__).resolve().parent.parent / "gx"
+T = TypeVar("T")
 _DATASET_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
@@ -83,15 +85,25 @@ def validate_dataset_name(name: str) -> str:
     return name
 
 
-def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
-    path = path or datasets_file()
+def _read_declarations(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise DatasetError(f"dataset declarations not found: {path}") from None
     except yaml.YAMLError as exc:
         raise DatasetError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from exc
-    entries = raw.get("datasets") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{path}: expected a top-level 'datasets:' mapping")
+    unknown = set(raw) - {"datasets", "groups"}
+    if unknown:
+        raise DatasetError(f"{path}: unknown top-level keys: {', '.join(sorted(map(str, unknown)))}")
+    return raw
+
+
+def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
+    path = path or datasets_file()
+    raw = _read_declarations(path)
+    entries = raw.get("datasets")
     if not isinstance(entries, dict):
         raise DatasetError(f"{path}: expected a top-level 'datasets:' mapping")
     datasets = {}
@@ -116,12 +128,98 @@ def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
     return datasets
 
 
-def get_dataset(name: str, path: Path | None = None) -> Dataset:
+@dataclass(frozen=True)
+class Group:
+    """Related datasets written to one branch, each audited by its own checkpoint, then together by the group's
+    cross-table rules (``checkpoint``, None: none), and published in one merge commit or not at all."""
+
+    name: str
+    members: tuple[str, ...]  # dataset names, in the order they are written
+    checkpoint: str | None = None
+    schedule: str | None = None
+
+
+def load_groups(path: Path | None = None) -> dict[str, Group]:
+    """The declared groups, checked against the datasets: every member a declared dataset, in one group only,
+    no two members writing the same table, no group named like a dataset, no group inside a group."""
+    path = path or datasets_file()
+    raw = _read_declarations(path)
     datasets = load_datasets(path)
-    if name not in datasets:
-        known = ", ".join(sorted(datasets)) or "none"
-        raise DatasetError(f"unknown dataset {name!r:.80} (declared: {known}; see {path or datasets_file()})")
-    return datasets[name]
+    entries = raw.get("groups") or {}
+    if not isinstance(entries, dict):
+        raise DatasetError(f"{path}: 'groups:' must be a mapping of group names to their members")
+    groups: dict[str, Group] = {}
+    owner: dict[str, str] = {}
+    for name, entry in entries.items():
+        where = f"{path}: group {name!r}"
+        validate_dataset_name(str(name))
+        if name in datasets:
+            raise DatasetError(f"{where} has the name of a dataset: give the group another name")
+        if not isinstance(entry, dict) or not isinstance(entry.get("members"), list) or not entry["members"]:
+            raise DatasetError(f"{where} needs 'members:', a list of the datasets it publishes together")
+        unknown = set(entry) - {"members", "checkpoint", "schedule"}
+        if unknown:
+            raise DatasetError(f"{where} has unknown keys: {', '.join(sorted(map(str, unknown)))}")
+        members = tuple(str(m) for m in entry["members"])
+        tables: dict[str, str] = {}
+        for member in members:
+            if member in entries:
+                raise DatasetError(f"{where}: member {member!r} is a group; {_nesting(entries, str(name))}")
+            if member not in datasets:
+                known = ", ".join(sorted(datasets)) or "none"
+                raise DatasetError(f"{where}: member {member!r} is not a declared dataset (declared: {known})")
+            if member in owner:
+                other = owner[member] if owner[member] != name else "this group twice"
+                raise DatasetError(
+                    f"{where}: dataset {member!r} is already a member of {other}; a dataset belongs"
+                    " to one group at most"
+                )
+            owner[member] = str(name)
+            fqn = datasets[member].fqn
+            if fqn in tables:
+                raise DatasetError(f"{where}: members {tables[fqn]!r} and {member!r} both write table {fqn}")
+            tables[fqn] = member
+        checkpoint = entry.get("checkpoint", name)  # null: no cross-table rules
+        groups[str(name)] = Group(
+            name=str(name),
+            members=members,
+            checkpoint=None if checkpoint is None else str(checkpoint),
+            schedule=entry.get("schedule") or None,
+        )
+    return groups
+
+
+def _nesting(entries: dict, start: str) -> str:
+    """Why a group may not list a group: name the cycle if the listing forms one."""
+    path, seen = [start], {start}
+    while True:
+        nested = [str(m) for m in (entries.get(path[-1]) or {}).get("members") or [] if str(m) in entries]
+        if not nested:
+            return "groups do not nest: list its datasets instead"
+        if nested[0] in seen:
+            return f"groups do not nest, and these form a cycle: {' -> '.join([*path, nested[0]])}"
+        path.append(nested[0])
+        seen.add(nested[0])
+
+
+def get_group(name: str, path: Path | None = None) -> Group:
+    return _declared("group", name, load_groups(path), path)
+
+
+def group_of(dataset: str, path: Path | None = None) -> Group | None:
+    """The group a dataset belongs to, if any."""
+    return next((g for g in load_groups(path).values() if dataset in g.members), None)
+
+
+def get_dataset(name: str, path: Path | None = None) -> Dataset:
+    return _declared("dataset", name, load_datasets(path), path)
+
+
+def _declared(kind: str, name: str, declared: dict[str, T], path: Path | None) -> T:
+    if name not in declared:
+        known = ", ".join(sorted(declared)) or "none"
+        raise DatasetError(f"unknown {kind} {name!r:.80} (declared: {known}; see {path or datasets_file()})")
+    return declared[name]
 
 
 def save_dataset(dataset: Dataset, path: Path | None = None) -> None:
@@ -131,6 +229,8 @@ def save_dataset(dataset: Dataset, path: Path | None = None) -> None:
     raw = yaml.safe_load(text) if text else None
     raw = raw if isinstance(raw, dict) else {}
     raw.setdefault("datasets", {})[dataset.name] = dataset.to_dict()
+    if "groups" in raw:  # after the datasets, as the file documents them
+        raw["groups"] = raw.pop("groups")
     # yaml.safe_dump drops comments: keep at least the leading comment block that documents the file.
     header = "".join(line + "\n" for line in _leading_comments(text))
     staged = path.with_suffix(".yml.tmp")

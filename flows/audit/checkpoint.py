@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows.audit.baseline import Baseline, column_key, measure_frame, published_baseline, referenced_parameters
-from flows.audit.gx_project import BATCH, BATCH_PARAMETER, TABLE, validates
+from flows.audit.gx_project import BATCH, BATCH_PARAMETER, GROUP, SQL_RULE, TABLE, validates
 from flows.audit.proof import ReliedProof, TableProof, files_fingerprint, proves_unique, relied_proof
 from flows.datasets import gx_dir as configured_gx_dir
 from flows.lakehouse.protocol import ReadsTableFiles
@@ -245,7 +245,8 @@ class _Input:
         return "pandas" if self.metrics is None else "duckdb"
 
 
-def _load_checkpoint(context: FileDataContext, checkpoint: str) -> Checkpoint:
+def _load_checkpoint(context: FileDataContext, checkpoint: str, *, group: bool = False) -> Checkpoint:
+    """The stored checkpoint, checked: a dataset's (``group`` False) or a group's cross-table rules."""
     from great_expectations.exceptions import DataContextError
 
     try:
@@ -263,7 +264,17 @@ def _load_checkpoint(context: FileDataContext, checkpoint: str) -> Checkpoint:
         ) from exc
     definitions = stored.validation_definitions
     roles = [validates(d.batch_definition.name) for d in definitions]
-    if roles.count(BATCH) != 1 or roles.count(TABLE) > 1:
+    if group and roles != [GROUP]:
+        raise AuditConfigError(
+            f"GX checkpoint {checkpoint!r} is not a group's: a group's checkpoint validates exactly one suite of"
+            " cross-table rules (batch definition 'group_tables')"
+        )
+    if not group and GROUP in roles:
+        raise AuditConfigError(
+            f"GX checkpoint {checkpoint!r} holds cross-table rules: it is a group's checkpoint (gx/datasets.yml"
+            " groups: ... checkpoint:), not a dataset's"
+        )
+    if not group and (roles.count(BATCH) != 1 or roles.count(TABLE) > 1):
         # One checkpoint audits one dataset: its batch, and optionally the table it makes.
         raise AuditConfigError(
             f"GX checkpoint {checkpoint!r} has {roles.count(BATCH)} validation definitions of the batch and"
@@ -697,6 +708,10 @@ def _outcome(r: Any, *, suite: str | None = None, validates: str = BATCH) -> Exp
     column = kwargs.pop("column", None)
     kwargs.pop("batch_id", None)
     result: dict[str, Any] = r.result or {}
+    if config.type == SQL_RULE:
+        # A SQL rule's offending rows are in GX's details (result format COMPLETE): quote them as its sample.
+        rows = (result.get("details") or {}).get("unexpected_rows") or []
+        result = {**result, "unexpected_count": result.get("observed_value"), "partial_unexpected_list": rows[:20]}
     exception = r.exception_info or {}
     # exception_info is usually {"raised_exception", "exception_message", ...}; when several
     # metrics fail it is keyed by metric id instead.

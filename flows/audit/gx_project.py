@@ -25,8 +25,11 @@ if TYPE_CHECKING:
 DATASOURCE_NAME = "pandas"
 BATCH_DEFINITION_NAME = "whole_dataframe"
 TABLE_BATCH_DEFINITION_NAME = "published_table"
+GROUP_BATCH_DEFINITION_NAME = "group_tables"  # a group's cross-table rules (audit/cross_table.py)
 TABLE_SUITE_SUFFIX = "_table"  # <dataset>_table: the table suite's asset, suite and validation definition
-BATCH, TABLE = "batch", "table"  # what a validation definition validates
+BATCH, TABLE, GROUP = "batch", "table", "group"  # what a validation definition validates
+# GX's UnexpectedRowsExpectation: a SQL query returning the rows that break the rule; a group's cross-table rules.
+SQL_RULE = "unexpected_rows_expectation"
 BATCH_PARAMETER = "dataframe"  # the dataframe assets take the data under this key
 DATA_DOCS_ACTION_NAME = "update_data_docs"
 DATA_DOCS_SITE = "local_site"  # the site GX scaffolds: gx/uncommitted/data_docs/local_site/
@@ -37,7 +40,9 @@ RESULT_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected
 
 
 def validates(batch_definition_name: str) -> str:
-    """BATCH or TABLE: what a validation definition with this batch definition validates."""
+    """BATCH, TABLE or GROUP: what a validation definition with this batch definition validates."""
+    if batch_definition_name == GROUP_BATCH_DEFINITION_NAME:
+        return GROUP
     return TABLE if batch_definition_name == TABLE_BATCH_DEFINITION_NAME else BATCH
 
 

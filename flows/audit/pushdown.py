@@ -27,7 +27,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
@@ -52,7 +52,21 @@ _VALUE_KEYS = {
 }
 _SHARED_NAN = float("nan")
 
-_ACTIVE: contextvars.ContextVar[ParquetTableMetrics | None] = contextvars.ContextVar("wap_pushdown", default=None)
+
+class MetricsSource(Protocol):
+    """What answers metrics for GX inside ``answering``: ``ParquetTableMetrics`` here, ``CrossTableMetrics``."""
+
+    failures: list[str]  # errors raised while GX asked (GX folds them into results, which must not be trusted)
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def can_answer(self, metric: MetricConfiguration) -> bool: ...
+
+    def answer(self, metric: MetricConfiguration) -> Any: ...
+
+
+_ACTIVE: contextvars.ContextVar[MetricsSource | None] = contextvars.ContextVar("wap_pushdown", default=None)
 
 
 class PushdownError(Exception):
@@ -476,7 +490,7 @@ def plan(
 
 
 @contextlib.contextmanager
-def answering(metrics_source: ParquetTableMetrics) -> Iterator[None]:
+def answering(metrics_source: MetricsSource) -> Iterator[None]:
     """Within this block, pandas batches' row-dependent metrics come from ``metrics_source``."""
     token = _ACTIVE.set(metrics_source)
     try:
@@ -538,3 +552,25 @@ def install() -> None:
 
     # GX declares it `ClassVar[Optional[Type[_ExecutionEngineT]]]`, a generic ClassVar mypy cannot bind.
     PandasDatasource.execution_engine_override = engine_class()  # type: ignore[misc]
+    _install_query_metric_providers()
+
+
+@functools.cache
+def _install_query_metric_providers() -> None:
+    """Give GX's two ``UnexpectedRowsExpectation`` metrics a provider on its pandas engine, so GX plans them on a
+    pandas batch; a group's cross-table rules answer them inside ``answering(CrossTableMetrics(...))`` before that
+    provider is reached (``audit/cross_table.py``). Anywhere else the provider says where such a rule belongs."""
+    from great_expectations.execution_engine import PandasExecutionEngine
+    from great_expectations.expectations.metrics.metric_provider import metric_value
+    from great_expectations.expectations.metrics.query_metrics.query_row_count import unexpected_rows_query_row_count
+    from great_expectations.expectations.metrics.query_metrics.query_table import unexpected_rows_query_table
+
+    def outside_group(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("unexpected_rows_expectation runs only as a group's cross-table rule (wap run --group)")
+
+    # Defining a subclass registers its providers (GX's metric metaclass); the SQL ones stay GX's.
+    for gx_metric in (
+        unexpected_rows_query_row_count.UnexpectedRowsQueryRowCount,
+        unexpected_rows_query_table.UnexpectedRowsQueryTable,
+    ):
+        type(gx_metric.__name__, (gx_metric,), {"_pandas": metric_value(engine=PandasExecutionEngine)(outside_group)})

@@ -39,20 +39,50 @@ def _run_one(
 
 
 def published_line(outcome) -> str:
-    """What `wap run` prints for a published run (append: the batch and the table it made)."""
+    """What `wap run` prints for a published run (append: the batch and the table it made; a group: each member)."""
+    if hasattr(outcome, "members"):  # a GroupOutcome (not imported here: `wap --help` stays light)
+        parts = [_member_rows(m) for m in outcome.members.values()]
+        return f"published group {outcome.group}: {'; '.join(parts)} at commit {outcome.published_commit}"
+    return f"published {outcome.dataset}: {_member_rows(outcome, named=False)} at commit {outcome.published_commit}"
+
+
+def _member_rows(outcome, *, named: bool = True) -> str:
+    name = f"{outcome.dataset} " if named else ""
     if outcome.mode == "append":
-        return (
-            f"published {outcome.dataset}: appended {outcome.added} rows ({outcome.rows} in the table)"
-            f" at commit {outcome.published_commit}"
-        )
-    return f"published {outcome.dataset}: {outcome.rows} rows at commit {outcome.published_commit}"
+        return f"{name}appended {outcome.added} rows ({outcome.rows} in the table)"
+    return f"{name}{outcome.rows} rows"
+
+
+def parse_group_sources(group, given: list[str]) -> dict[str, str]:
+    """`--source MEMBER=URI` for a group, one per member to override."""
+    from flows.datasets import DatasetError
+
+    sources: dict[str, str] = {}
+    for item in given:
+        member, sep, uri = item.partition("=")
+        if not sep or not uri or member not in group.members:
+            raise DatasetError(
+                f"--source {item!r:.80}: for a group give MEMBER=URI, MEMBER one of {', '.join(group.members)}"
+            )
+        if member in sources:
+            raise DatasetError(f"--source {member}=...: given twice")
+        sources[member] = uri
+    return sources
 
 
 @app.command()
 def run(
     dataset: Annotated[str | None, typer.Argument(help="Dataset declared in gx/datasets.yml.")] = None,
-    all_datasets: Annotated[bool, typer.Option("--all", help="Every declared dataset, concurrently.")] = False,
-    source: Annotated[str | None, typer.Option(help="Override the declared source URI.")] = None,
+    all_datasets: Annotated[
+        bool, typer.Option("--all", help="Every declared dataset and group, concurrently (a group as one unit).")
+    ] = False,
+    group: Annotated[
+        str | None, typer.Option(help="A group declared in gx/datasets.yml: all its members published in one commit.")
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(help="Override the declared source URI (a group: MEMBER=URI, repeatable)."),
+    ] = None,
     branch: Annotated[str | None, typer.Option(help="Branch name (default <user>.wap_<dataset>_<id>).")] = None,
     keep_failed_branch: Annotated[bool, typer.Option(help="Keep the branch of a failed run.")] = False,
     mode: Annotated[
@@ -62,56 +92,87 @@ def run(
     backend: Backend = "local",
     lakehouse: LakehousePath = ".lakehouse",
 ) -> None:
-    """Write, audit and publish a dataset: exit 0 published, 1 blocked, 2 bad input, 3 not published."""
-    if all_datasets == (dataset is not None):
-        fail("error: give a DATASET or --all (not both)", EXIT_BAD_INPUT)
+    """Write, audit and publish a dataset or a group: exit 0 published, 1 blocked, 2 bad input, 3 not published."""
+    if [dataset is not None, all_datasets, group is not None].count(True) != 1:
+        fail("error: give one of DATASET, --group NAME or --all", EXIT_BAD_INPUT)
     if all_datasets and (source or branch):
-        fail("error: --source and --branch apply to one dataset, not --all", EXIT_BAD_INPUT)
+        fail("error: --source and --branch apply to one dataset or group, not --all", EXIT_BAD_INPUT)
+    if group is not None and mode is not None:
+        fail("error: --mode applies to one dataset; a group's members run in their declared modes", EXIT_BAD_INPUT)
+    if dataset is not None and source and len(source) > 1:
+        fail("error: --source is given once for a dataset (MEMBER=URI pairs are for --group)", EXIT_BAD_INPUT)
     track_stderr()
     with cli_errors(gate=True):
         _check_backend(backend)
-        _preflight(dataset, branch, mode)
+        _preflight(dataset, branch, mode, group)
+        sources = {}
+        if group is not None:
+            from flows.datasets import get_group
+
+            sources = parse_group_sources(get_group(group), source or [])
         from flows.gate import check_prefect_api
 
         check_prefect_api()  # before any branch exists: an unreachable API costs seconds and writes nothing
         quiet_prefect_tracebacks()
-        if dataset is not None:  # exactly one of DATASET and --all, checked above
-            outcome = _run_one(dataset, source, branch, backend, lakehouse, keep_failed_branch, mode)
+        if group is not None:
+            from flows.gate import run_group
+
+            out.print(published_line(run_group(group, sources, branch, backend, lakehouse, keep_failed_branch)))
+            return
+        if dataset is not None:
+            one_source = source[0] if source else None
+            outcome = _run_one(dataset, one_source, branch, backend, lakehouse, keep_failed_branch, mode)
             out.print(published_line(outcome))
             return
-        from flows.datasets import load_datasets
-
-        names = sorted(load_datasets())
-        with ThreadPoolExecutor(max_workers=min(8, len(names)) or 1) as pool:
-            futures = {
-                n: pool.submit(_run_one, n, None, None, backend, lakehouse, keep_failed_branch, mode) for n in names
-            }
-        summary = Table("dataset", "outcome", "rows", "commit / reason")
-        worst = EXIT_OK
-        for name, future in futures.items():
-            exc = future.exception()
-            if exc is None:
-                o = future.result()
-                summary.add_row(name, "published", str(o.rows), o.published_commit[:12])
-            else:
-                code = exit_code_for(exc)
-                worst = max(worst, code)
-                label = {EXIT_BLOCKED: "blocked", EXIT_NOT_PUBLISHED: "not published"}.get(code, "error")
-                summary.add_row(name, label, "", one_line(exc)[:200])
-        print_table(summary)
-        if worst:
-            raise typer.Exit(worst)
+        _run_all(backend, lakehouse, keep_failed_branch, mode)
 
 
-def _preflight(dataset: str | None, branch: str | None, mode: str | None = None) -> None:
-    """Reject an unknown dataset, mode or a bad branch name before Prefect or the lakehouse is touched."""
-    from flows.datasets import get_dataset, load_datasets, validate_mode
+def _run_all(backend: str, lakehouse: str, keep: bool, mode: str | None) -> None:
+    """Every dataset that is in no group, and every group as one unit, concurrently; a summary table."""
+    from flows.datasets import load_datasets, load_groups
+    from flows.gate import GroupOutcome, run_group
+
+    groups = load_groups()
+    grouped = {m for g in groups.values() for m in g.members}
+    units = {n: (n, False) for n in sorted(load_datasets()) if n not in grouped}
+    units.update({f"{g} (group)": (g, True) for g in sorted(groups)})
+    with ThreadPoolExecutor(max_workers=min(8, len(units)) or 1) as pool:
+        futures = {
+            label: pool.submit(run_group, name, None, None, backend, lakehouse, keep)
+            if is_group
+            else pool.submit(_run_one, name, None, None, backend, lakehouse, keep, mode)
+            for label, (name, is_group) in units.items()
+        }
+    summary = Table("dataset", "outcome", "rows", "commit / reason")
+    worst = EXIT_OK
+    for name, future in futures.items():
+        exc = future.exception()
+        if exc is None:
+            o = future.result()
+            rows = sum(m.rows or 0 for m in o.members.values()) if isinstance(o, GroupOutcome) else o.rows
+            summary.add_row(name, "published", str(rows), (o.published_commit or "")[:12])
+        else:
+            code = exit_code_for(exc)
+            worst = max(worst, code)
+            label = {EXIT_BLOCKED: "blocked", EXIT_NOT_PUBLISHED: "not published"}.get(code, "error")
+            summary.add_row(name, label, "", one_line(exc)[:200])
+    print_table(summary)
+    if worst:
+        raise typer.Exit(worst)
+
+
+def _preflight(dataset: str | None, branch: str | None, mode: str | None = None, group: str | None = None) -> None:
+    """Reject an unknown dataset, group or mode or a bad branch name before Prefect or the lakehouse is touched."""
+    from flows.datasets import get_dataset, get_group, load_datasets, load_groups, validate_mode
     from flows.gate import validate_gate_branch
 
     if mode is not None:
         validate_mode(mode, "--mode: ")
-    if dataset is None:
+    if group is not None:
+        get_group(group)
+    elif dataset is None:
         load_datasets()
+        load_groups()
     else:
         get_dataset(dataset)
     if branch is not None:

@@ -1,6 +1,7 @@
 """The gate: the Prefect flow (write -> audit -> publish in one transaction), its outcome, gc and deployments.
 
 flow.py      the flow and its three tasks, as the process reads
+group.py     a group's flow: its members on one branch, their audits and the cross-table rules, one publish
 outcome.py   what a run produces (GateOutcome, WrittenBranch) and the gate's own errors
 guards.py    publish merges exactly the audited commit: the branch checks, and the evidence recorded
 writing.py   how the write task shapes the table by mode and schema policy
@@ -12,11 +13,14 @@ deployments.py  `wap serve`
 """
 
 from flows.gate.flow import audit_branch_table, publish_to_main, run_gate, wap, write_to_branch
+from flows.gate.group import run_group, wap_group
 from flows.gate.naming import default_branch_name, is_gate_branch, validate_gate_branch
 from flows.gate.outcome import (
     AuditFailedError,
     BranchChangedError,
     GateOutcome,
+    GroupAuditFailedError,
+    GroupOutcome,
     PrefectUnavailableError,
     WrittenBranch,
 )
@@ -26,6 +30,8 @@ __all__ = [
     "AuditFailedError",
     "BranchChangedError",
     "GateOutcome",
+    "GroupAuditFailedError",
+    "GroupOutcome",
     "PrefectUnavailableError",
     "WrittenBranch",
     "audit_branch_table",
@@ -34,7 +40,9 @@ __all__ = [
     "is_gate_branch",
     "publish_to_main",
     "run_gate",
+    "run_group",
     "validate_gate_branch",
     "wap",
+    "wap_group",
     "write_to_branch",
 ]

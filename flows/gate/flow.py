@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -76,12 +77,18 @@ def _is_transient(task, task_run, state) -> bool:
     retry_condition_fn=_is_transient,
 )
 def write_to_branch(
-    lakehouse: Lakehouse, dataset: Dataset, source: str, branch: str, keep_failed_branch: bool
+    lakehouse: Lakehouse,
+    dataset: Dataset,
+    source: str,
+    branch: str,
+    keep_failed_branch: bool,
+    base: str | None = None,
 ) -> WrittenBranch:
     """Create the branch from main and load the source into the dataset's table there; return the commit.
 
     replace: the table is created anew from the source. append: the source's rows are added to the table
-    main has (created first if main has none), in one commit."""
+    main has (created first if main has none), in one commit. With ``base`` (a group's later members) the
+    branch exists already, made from main at ``base`` by the group's first member."""
     client = lakehouse.connect()
     if lakehouse.backend == "local":
         # Refuse a source the audit would misread (e.g. columns `x` and `X`) before any branch exists.
@@ -92,7 +99,9 @@ def write_to_branch(
     assert running is not None  # this task runs inside the flow's transaction
     staged = stages_batch(client, dataset)
     running.set("rollback", {"lakehouse": lakehouse, "branch": branch, "keep": keep_failed_branch, "staged": staged})
-    base = client.create_branch(branch, from_ref=MAIN).hash
+    created = base is None
+    if base is None:
+        base = client.create_branch(branch, from_ref=MAIN).hash
     try:
         with branch_must_exist(branch, "while the gate was writing to it"):
             prepare_table(client, dataset, source, branch)
@@ -110,7 +119,8 @@ def write_to_branch(
         # failure always cleans up, so that the retry can create the branch again.
         if stages_batch(client, dataset):
             delete_staging_branch(client, branch)
-        if not keep_failed_branch or isinstance(exc, BackendUnavailableError):
+        # A group's later member leaves the branch to the rollback of the member that made it.
+        if created and (not keep_failed_branch or isinstance(exc, BackendUnavailableError)):
             delete_quietly(client, branch)
         raise
     appended = dataset.mode == "append"
@@ -293,19 +303,26 @@ def run_gate(
                 mode=mode,
             )
     except Exception as exc:
-        outcome = THIS_RUN.outcome
-        if is_gate_verdict(exc):
-            raise
-        api = configured_prefect_api()
-        reason = prefect_unreachable(api) if api else None
-        if api is None or reason is None:
-            raise
-        if outcome is not None and outcome.published:
-            # The data was audited and merged; only Prefect's record of the run is missing.
-            print(
-                f"warning: published, but the Prefect API at {api} became unreachable ({reason}): flow run"
-                f" {THIS_RUN.flow_run_id} keeps the state Prefect last recorded",
-                file=sys.stderr,
-            )
-            return outcome
-        raise PrefectUnavailableError(lost_prefect_message(api, reason, THIS_RUN.flow_run_id)) from exc
+        return reraise_prefect_failure(exc)
+
+
+def reraise_prefect_failure(exc: Exception) -> Any:
+    """After a gate run in this thread raised ``exc``: re-raise it as is if it is the gate's own verdict or
+    Prefect still answers; else raise PrefectUnavailableError, or, if the data had been published, return
+    the run's outcome with a warning on stderr (see ``run_gate``)."""
+    outcome = THIS_RUN.outcome
+    if is_gate_verdict(exc):
+        raise exc
+    api = configured_prefect_api()
+    reason = prefect_unreachable(api) if api else None
+    if api is None or reason is None:
+        raise exc
+    if outcome is not None and outcome.published:
+        # The data was audited and merged; only Prefect's record of the run is missing.
+        print(
+            f"warning: published, but the Prefect API at {api} became unreachable ({reason}): flow run"
+            f" {THIS_RUN.flow_run_id} keeps the state Prefect last recorded",
+            file=sys.stderr,
+        )
+        return outcome
+    raise PrefectUnavailableError(lost_prefect_message(api, reason, THIS_RUN.flow_run_id)) from exc

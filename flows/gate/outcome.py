@@ -64,6 +64,40 @@ class GateOutcome:
     audit: AuditResult | None = field(default=None, repr=False)
     mode: str = DEFAULT_MODE
     added: int | None = None  # the rows this run imported (append: the batch)
+    group: str | None = None  # the group it ran in (published or blocked with the whole group)
+
+    @property
+    def published(self) -> bool:
+        return self.published_commit is not None
+
+
+class GroupAuditFailedError(AuditFailedError):
+    """A member's own audit or the group's cross-table rules failed: no member is published, main is unchanged."""
+
+    def __init__(self, group: str, results: dict[str, AuditResult]) -> None:
+        # `results`: each failed audit by what it audited (a member's name, or CROSS_TABLE_RULES).
+        Exception.__init__(
+            self, f"{group}: " + "; ".join(f"{name}: {summarize_failures(r)}" for name, r in results.items())
+        )
+        self.dataset = group
+        self.result = next(iter(results.values()))
+        self.results = results
+
+
+CROSS_TABLE_RULES = "cross-table rules"  # how reports name the group's own audit beside its members'
+
+
+@dataclass
+class GroupOutcome:
+    """A group run: each member's outcome (all published in one commit, or none) and the cross-table audit."""
+
+    group: str
+    branch: str
+    members: dict[str, GateOutcome]
+    checkpoint: str | None = None  # the cross-table rules' checkpoint (None: the group has none)
+    cross: AuditResult | None = field(default=None, repr=False)
+    published_commit: str | None = None
+    base: str | None = None  # main's commit the branch was made from
 
     @property
     def published(self) -> bool:

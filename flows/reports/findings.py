@@ -76,7 +76,11 @@ def _distinct(values: list[Any]) -> list[Any]:
     return kept
 
 
-WHAT_SUITES_VALIDATE = {"batch": "the batch", "table": "the table as it would be published"}
+WHAT_SUITES_VALIDATE = {
+    "batch": "the batch",
+    "table": "the table as it would be published",
+    "group": "the group's tables as they would be published",
+}
 
 
 def scope(e: ExpectationOutcome, result: AuditResult) -> str:

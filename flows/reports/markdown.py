@@ -6,8 +6,9 @@ boxes), so the surrounding tables are written here."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from flows.audit.gx_project import SQL_RULE
 from flows.lakehouse.errors import SchemaMismatchError
 from flows.reports.findings import WHAT_SUITES_VALIDATE, finding, is_null, scope
 from flows.shorten import shorten
@@ -28,9 +29,17 @@ class GateRun(Protocol):
     audit: AuditResult | None
     mode: str
     added: int | None
+    group: str | None  # the group it ran in: blocked or published with it
 
     @property
     def published(self) -> bool: ...
+
+
+@runtime_checkable
+class AuditFailedLike(Protocol):
+    """An audit's block (`flows.gate.AuditFailedError`): the error carries the failed result."""
+
+    result: AuditResult
 
 
 MAX_CELL = 120
@@ -86,6 +95,73 @@ def expectation_rows(result: AuditResult) -> list[dict[str, Any]]:
     return rows
 
 
+def _code(value: Any) -> str:
+    text = " ".join(str(value).split())
+    fence = "``" if "`" in text else "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}" if text else '""'
+
+
+def _sample(value: Any) -> str:
+    if is_null(value):
+        return "null"
+    return _code(value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _failure(e: ExpectationOutcome) -> str:
+    """What a failed expectation found: counts and sample bad values, a schema mismatch, or an error."""
+    f = finding(e, MAX_SAMPLES)
+    if f.kind == "error":
+        return f"Could not be evaluated: {_prose(f.message or '', 300)}"
+    if f.kind == "nulls":
+        pct = f" ({_percent(f.percent)} of rows)" if f.percent is not None else ""
+        rows = ", ".join(map(str, f.rows))
+        return f"Found **{_plural(f.count or 0, 'null value')}**{pct}" + (f", e.g. at rows {rows}" if rows else "")
+    if f.kind == "unexpected":
+        pct = f" ({_percent(f.percent)} of non-null rows)" if f.percent is not None else ""
+        shown = list(dict.fromkeys(_sample(v) for v in f.examples))
+        noun = "unexpected row" if e.expectation_type == SQL_RULE else "unexpected value"
+        return f"Found **{_plural(f.count or 0, noun)}**{pct}" + (f", e.g. {', '.join(shown)}" if shown else "")
+    if f.kind == "mismatch":
+        return "; ".join(
+            f"{kind.capitalize()} columns: "
+            + (", ".join(_code(c) for c in cols) if isinstance(cols, list) else _code(cols))
+            for kind, cols in f.mismatched.items()
+        )
+    if f.observed is None:
+        return "Failed"
+    observed = _cell(f.observed, 200).replace("\\|", "|")  # a code span, not a table cell
+    return f"Observed {_code(observed)}"
+
+
+def _result(e: ExpectationOutcome) -> str:
+    """A few words for the overview table (V1 does not wrap cells)."""
+    if e.exception_message:
+        return "**error**"
+    if e.unexpected_count is not None:
+        pct = f" ({_percent(e.unexpected_percent)})" if e.unexpected_count else ""
+        return f"{e.unexpected_count} unexpected{pct}"
+    observed = e.observed_value
+    if isinstance(observed, list | dict):
+        return f"{len(observed)} {'columns' if e.expectation_type.startswith('expect_table_columns') else 'items'}"
+    return "" if observed is None else f"observed {_cell(observed, 30)}"
+
+
+def _prose(value: str, limit: int) -> str:
+    """GX's sentence as markdown text: markup characters in it (a regex, say) are shown, not applied."""
+    return _cell(value.translate({ord(c): "\\" + c for c in "\\`*_[]<>#"}), limit)
+
+
+def _short(description: str) -> str:
+    for long, sign in (("greater than or equal to", "≥"), ("less than or equal to", "≤")):
+        description = description.replace(long, sign)
+    return _prose(description, 72)
+
+
 def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str:
     """The verdict as markdown that reads well in both Prefect UIs (V1 and V2).
 
@@ -98,72 +174,15 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
     audit = outcome.audit
     failed = [] if audit is None else [e for e in audit.expectations if not e.success]
 
-    def code(value: Any) -> str:
-        text = " ".join(str(value).split())
-        fence = "``" if "`" in text else "`"
-        pad = " " if text.startswith("`") or text.endswith("`") else ""
-        return f"{fence}{pad}{text}{pad}{fence}" if text else '""'
-
-    def sample(value: Any) -> str:
-        if is_null(value):
-            return "null"
-        return code(value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False))
-
-    def count(n: int, noun: str) -> str:
-        return f"{n} {noun}{'' if n == 1 else 's'}"
-
-    def failure(e: ExpectationOutcome) -> str:
-        """What a failed expectation found: counts and sample bad values, a schema mismatch, or an error."""
-        f = finding(e, MAX_SAMPLES)
-        if f.kind == "error":
-            return f"Could not be evaluated: {prose(f.message or '', 300)}"
-        if f.kind == "nulls":
-            pct = f" ({_percent(f.percent)} of rows)" if f.percent is not None else ""
-            rows = ", ".join(map(str, f.rows))
-            return f"Found **{count(f.count or 0, 'null value')}**{pct}" + (f", e.g. at rows {rows}" if rows else "")
-        if f.kind == "unexpected":
-            pct = f" ({_percent(f.percent)} of non-null rows)" if f.percent is not None else ""
-            shown = list(dict.fromkeys(sample(v) for v in f.examples))
-            return f"Found **{count(f.count or 0, 'unexpected value')}**{pct}" + (
-                f", e.g. {', '.join(shown)}" if shown else ""
-            )
-        if f.kind == "mismatch":
-            return "; ".join(
-                f"{kind.capitalize()} columns: "
-                + (", ".join(code(c) for c in cols) if isinstance(cols, list) else code(cols))
-                for kind, cols in f.mismatched.items()
-            )
-        if f.observed is None:
-            return "Failed"
-        observed = _cell(f.observed, 200).replace("\\|", "|")  # a code span, not a table cell
-        return f"Observed {code(observed)}"
-
-    def result(e: ExpectationOutcome) -> str:
-        """A few words for the overview table (V1 does not wrap cells)."""
-        if e.exception_message:
-            return "**error**"
-        if e.unexpected_count is not None:
-            pct = f" ({_percent(e.unexpected_percent)})" if e.unexpected_count else ""
-            return f"{e.unexpected_count} unexpected{pct}"
-        observed = e.observed_value
-        if isinstance(observed, list | dict):
-            return f"{len(observed)} {'columns' if e.expectation_type.startswith('expect_table_columns') else 'items'}"
-        return "" if observed is None else f"observed {_cell(observed, 30)}"
-
-    def prose(value: str, limit: int) -> str:
-        """GX's sentence as markdown text: markup characters in it (a regex, say) are shown, not applied."""
-        return _cell(value.translate({ord(c): "\\" + c for c in "\\`*_[]<>#"}), limit)
-
-    def short(description: str) -> str:
-        for long, sign in (("greater than or equal to", "≥"), ("less than or equal to", "≤")):
-            description = description.replace(long, sign)
-        return prose(description, 72)
+    code, prose, short, failure, result = _code, _prose, _short, _failure, _result
 
     schema = error if isinstance(error, SchemaMismatchError) else None
     if outcome.published:
         verdict = "PUBLISHED"
     elif failed:
         verdict = "BLOCKED by the audit"
+    elif outcome.group is not None and isinstance(error, AuditFailedLike):
+        verdict = f"BLOCKED with group {outcome.group}"
     elif schema is not None:
         verdict = "BLOCKED by the schema check"
     else:
@@ -196,11 +215,16 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
                 f"**{s['unsuccessful']} of {s['evaluated']} expectations failed**: nothing was published,"
                 " `main` is unchanged."
             )
+        elif outcome.group is not None and isinstance(error, AuditFailedLike):
+            lines.append(
+                f"All {s['evaluated']} expectations passed, but group {code(outcome.group)} was blocked (see its"
+                " report): no member was published, `main` is unchanged."
+            )
         else:
             lines.append(f"All {s['evaluated']} expectations passed, but publishing failed: `main` is unchanged.")
     else:
         lines.append("The gate stopped before the audit: nothing was published, `main` is unchanged.")
-    if error is not None and not failed:
+    if error is not None and not failed and not (outcome.group is not None and isinstance(error, AuditFailedLike)):
         lines += ["", f"**Error**: {prose(f'{type(error).__name__}: {error}', 300)}"]
     lines.append("")
 
@@ -224,6 +248,7 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
     )
     facts: list[tuple[str, str]] = [
         ("Dataset", outcome.dataset),
+        ("Group", outcome.group or ""),
         ("Source", code(outcome.source)),
         ("Branch", code(outcome.branch)),
         ("Mode", outcome.mode),

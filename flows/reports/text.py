@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from flows.audit.gx_project import SQL_RULE
 from flows.reports.findings import MAX_EXAMPLES, WHAT_SUITES_VALIDATE, Finding, finding, scope
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ def describe_finding(f: Finding) -> str:
         pct = f" ({f.percent:.2f}% of rows)" if f.percent is not None else ""
         where = f"; e.g. at rows {', '.join(map(str, f.rows))}" if f.rows else ""
         return f"{head}: {f.count} null value(s){pct}{where}"
+    if f.kind == "unexpected" and f.outcome.expectation_type == SQL_RULE:
+        sample = f"; e.g. {', '.join(map(_row, f.examples))}" if f.examples else ""
+        return f"{head}: {f.count} unexpected row(s){sample}"
     if f.kind == "unexpected":
         pct = f" ({f.percent:.2f}% of non-null rows)" if f.percent is not None else ""
         sample = f"; e.g. {', '.join(map(repr, f.examples))}" if f.examples else ""
@@ -69,7 +73,15 @@ def describe_finding(f: Finding) -> str:
     return f"{head}: observed {f.observed!r}"
 
 
+def _row(row: Any) -> str:
+    """An offending row of a SQL rule, as `item_id=510 order_id=9000`."""
+    return " ".join(f"{k}={v!r}" for k, v in row.items()) if isinstance(row, dict) else repr(row)
+
+
 def _head(e: ExpectationOutcome) -> str:
+    if e.expectation_type == SQL_RULE:
+        # Its query is long and says how, not what: the rule's description names it ("Every item's order exists").
+        return f"{e.expectation_type} {e.description!r}" if e.description else e.expectation_type
     target = f"column {e.column!r}" if e.column else "table"
     head = f"{e.expectation_type} on {target}"
     # The column list of a schema expectation is long and the mismatch says what is wrong.

@@ -1,0 +1,258 @@
+"""A group through the gate: related datasets written to one branch, audited one by one and across tables,
+published in one merge commit or not at all.
+
+    with hold_branch_lease(branch), transaction():
+        write_to_branch         each member in turn on the one branch (the first makes it from main)
+        audit_branch_table      each member at the branch's final commit, by its own checkpoint
+        audit_group_tables      the group's cross-table rules on that same commit
+        publish_group_to_main   merge exactly that commit into main: every member in one commit
+
+Every member and the cross-table rules are audited even after one fails, so the report lists every reason
+at once; any failure blocks the whole group, and the write tasks' rollback deletes the branch. A group is
+not rebased: if main changed a member's table meanwhile, the merge conflicts and nothing is published (exit 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.transactions import transaction
+
+from flows.audit import AuditResult
+from flows.audit.cross_table import audit_cross_table_rules
+from flows.datasets import Dataset, DatasetError, Group, get_dataset, get_group
+from flows.gate.flow import audit_branch_table, reraise_prefect_failure, write_to_branch
+from flows.gate.guards import audit_commit_properties, branch_must_exist, check_branch_unchanged, delete_quietly
+from flows.gate.naming import default_branch_name, validate_gate_branch
+from flows.gate.outcome import (
+    CROSS_TABLE_RULES,
+    AuditFailedError,
+    GateOutcome,
+    GroupAuditFailedError,
+    GroupOutcome,
+    Lakehouse,
+    WrittenBranch,
+)
+from flows.gate.runtime import THIS_RUN, gate_settings, pause_point, prefect_transport_error
+from flows.gate.staging import stages_batch
+from flows.lakehouse import DEFAULT_NAMESPACE, MAIN, default_backend, default_lakehouse
+from flows.lakehouse.leases import hold_branch_lease
+from flows.reports import emit_audit_event, publish_audit_artifacts, publish_group_report, publish_validation_report
+
+
+def check_group_runs_here(group: Group, members: list[Dataset], lakehouse: Lakehouse) -> None:
+    """Before any branch exists: what this backend cannot do for a group (bad input, exit 2)."""
+    staged = [m.name for m in members if stages_batch(lakehouse.connect(), m)]
+    if staged:
+        # Each append there is isolated on the branch's one staging branch (gate/staging.py), made per run.
+        raise DatasetError(
+            f"group {group.name}: appends in a group are not supported on {lakehouse.backend} yet"
+            f" ({', '.join(staged)}); run those members on their own"
+        )
+
+
+def group_namespace(members: list[Dataset]) -> str | None:
+    """What `{batch}` names in the cross-table rules: the members' namespace, when they share one."""
+    namespaces = {m.namespace for m in members}
+    return namespaces.pop() if len(namespaces) == 1 else None
+
+
+@task(name="audit group", task_run_name="audit {group.name} across tables on {branch}", cache_policy=NO_CACHE)
+def audit_group_tables(
+    lakehouse: Lakehouse, group: Group, members: list[Dataset], branch: str, commit: str, rows: int
+) -> AuditResult:
+    """Run the group's cross-table rules on the branch at ``commit`` (every member written); publish their
+    artifacts. Returns the result, failed or not: the flow decides once every audit has run."""
+    assert group.checkpoint is not None
+    client = lakehouse.connect()
+    with branch_must_exist(branch, f"before its commit {commit[:12]} was audited across tables"):
+        result = audit_cross_table_rules(
+            client,
+            group.checkpoint,
+            ref=f"{branch}@{commit}",
+            members={m.fqn: m.name for m in members},
+            namespace=group_namespace(members),
+            default_namespace=DEFAULT_NAMESPACE,
+            rows=rows,
+            run_name=f"{group.name}-{branch}",
+        )
+    publish_audit_artifacts(group.name, result)
+    emit_audit_event(group.name, result, branch=branch)
+    stats = result.statistics
+    verdict = "passed" if result.success else "FAILED"
+    print(f"cross-table rules {verdict}: {stats['successful']}/{stats['evaluated']} expectations")
+    return result
+
+
+@task(name="publish group", task_run_name="publish {group.name} from {branch}", cache_policy=NO_CACHE)
+def publish_group_to_main(
+    lakehouse: Lakehouse,
+    group: Group,
+    members: list[Dataset],
+    branch: str,
+    commit: str,
+    outcome: GroupOutcome,
+    written: dict[str, WrittenBranch],
+) -> str:
+    """Merge the audited commit into main, every member at once, with each member's audit as commit properties."""
+    client = lakehouse.connect()
+    check_branch_unchanged(client, branch, commit)
+    with branch_must_exist(branch, f"after its commit {commit[:12]} was audited"):
+        published = client.merge_branch(
+            f"{branch}@{commit}",
+            MAIN,
+            commit_message=f"wap: publish group {group.name} ({', '.join(m.fqn for m in members)}, audits passed)",
+            commit_properties=group_commit_properties(group, members, branch, commit, outcome, written),
+        )
+    delete_quietly(client, branch)
+    print(f"published group {group.name} ({len(members)} tables) to {MAIN} at commit {published}")
+    return published
+
+
+def group_commit_properties(
+    group: Group,
+    members: list[Dataset],
+    branch: str,
+    commit: str,
+    outcome: GroupOutcome,
+    written: dict[str, WrittenBranch],
+) -> dict[str, str]:
+    """The group's evidence, then each member's as a single publish records it, under ``member.<name>.``."""
+    flow_run = FlowRunContext.get()
+    properties = {
+        "wap.group": group.name,
+        "wap.datasets": ",".join(m.name for m in members),
+        "wap.tables": ",".join(m.fqn for m in members),
+        "wap.branch": branch,
+        "wap.audited_commit": commit,
+        "wap.based_on": outcome.base or "",
+        "gx.checkpoint": group.checkpoint or "",
+        "gx.success": "true",
+        "prefect.flow_run_id": str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else "",
+    }
+    for member in members:
+        audit = outcome.members[member.name].audit
+        assert audit is not None  # published: every member was audited
+        # Not relied on by a later append (flows.audit.proof looks for the unprefixed keys): its table is grouped.
+        own = audit_commit_properties(member, branch, outcome.members[member.name].source, written[member.name], audit)
+        properties.update({f"member.{member.name}.{key}": value for key, value in own.items()})
+    if outcome.cross is not None:
+        stats = outcome.cross.statistics
+        properties.update(
+            {
+                "gx.cross_table.suite": outcome.cross.suite_name,
+                "gx.cross_table.evaluated_expectations": str(stats["evaluated"]),
+                "gx.cross_table.run_id": outcome.cross.run_id,
+            }
+        )
+    return properties
+
+
+@flow(name="wap-group", flow_run_name="wap-group-{group}", log_prints=True)
+def wap_group(
+    group: str,
+    sources: dict[str, str] | None = None,
+    branch: str | None = None,
+    backend: str | None = None,
+    lakehouse: str | None = None,
+    keep_failed_branch: bool = False,
+) -> GroupOutcome:
+    """Write-Audit-Publish a group: every member published to main in one commit only if every member's
+    checkpoint and the group's cross-table rules pass. ``sources`` overrides members' declared sources."""
+    spec = get_group(group)
+    members = [get_dataset(name) for name in spec.members]
+    unknown = sorted(set(sources or {}) - set(spec.members))
+    if unknown:
+        raise DatasetError(f"--source {unknown[0]}=...: {unknown[0]!r} is not a member of group {group}")
+    target = Lakehouse(backend or default_backend(), str(lakehouse or default_lakehouse()))
+    check_group_runs_here(spec, members, target)
+    branch = validate_gate_branch(branch or default_branch_name(spec.name))
+    outcome = GroupOutcome(
+        spec.name,
+        branch,
+        {
+            m.name: GateOutcome(m.name, branch, (sources or {}).get(m.name) or m.source, mode=m.mode, group=spec.name)
+            for m in members
+        },
+        checkpoint=spec.checkpoint,
+    )
+    flow_run = FlowRunContext.get()
+    THIS_RUN.outcome = outcome
+    THIS_RUN.flow_run_id = str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else None
+    try:
+        with hold_branch_lease(target.connect(), branch), transaction():
+            written: dict[str, WrittenBranch] = {}
+            for member in members:
+                # Only the first write may be retried: it makes the branch, and deletes it if it fails.
+                write = write_to_branch if not written else write_to_branch.with_options(retries=0)
+                written[member.name] = write(
+                    target, member, outcome.members[member.name].source, branch, keep_failed_branch, outcome.base
+                )
+                outcome.base = written[member.name].base
+            # Every member is audited on the commit that holds them all: the one that gets merged.
+            head = list(written.values())[-1].commit
+            written = {name: dataclasses.replace(w, commit=head) for name, w in written.items()}
+            for name, w in written.items():
+                outcome.members[name].rows, outcome.members[name].added = w.rows, w.added
+                outcome.members[name].audited_commit = head
+            pause_point("audit")
+            failures: dict[str, AuditResult] = {}
+            for member in members:
+                try:
+                    outcome.members[member.name].audit = audit_branch_table(
+                        target, member, branch, written[member.name]
+                    )
+                except AuditFailedError as exc:
+                    outcome.members[member.name].audit = failures[member.name] = exc.result
+            if spec.checkpoint is not None:
+                rows = sum(w.rows for w in written.values())
+                outcome.cross = audit_group_tables(target, spec, members, branch, head, rows)
+                if not outcome.cross.success:
+                    failures[CROSS_TABLE_RULES] = outcome.cross
+            if failures:
+                raise GroupAuditFailedError(spec.name, failures)
+            pause_point("publish")
+            outcome.published_commit = publish_group_to_main(target, spec, members, branch, head, outcome, written)
+            for member_outcome in outcome.members.values():
+                member_outcome.published_commit = outcome.published_commit
+    except Exception as exc:
+        if not prefect_transport_error(exc):
+            _report(outcome, exc)
+        raise
+    _report(outcome)
+    return outcome
+
+
+def _report(outcome: GroupOutcome, error: BaseException | None = None) -> None:
+    """Each member's validation report (its verdict is the group's), then the group's own."""
+    for member in outcome.members.values():
+        if member.audit is not None:
+            publish_validation_report(member, error=error)
+    publish_group_report(outcome, error=error)
+
+
+def run_group(
+    group: str,
+    sources: dict[str, str] | None = None,
+    branch: str | None = None,
+    backend: str | None = None,
+    lakehouse: str | None = None,
+    keep_failed_branch: bool = False,
+) -> GroupOutcome:
+    """Run the ``wap-group`` flow in this process, as ``wap run --group`` and ``wap demo`` do (see ``run_gate``)."""
+    THIS_RUN.outcome = THIS_RUN.flow_run_id = None
+    try:
+        with gate_settings():
+            return wap_group(
+                group,
+                sources=sources,
+                branch=branch,
+                backend=backend,
+                lakehouse=lakehouse,
+                keep_failed_branch=keep_failed_branch,
+            )
+    except Exception as exc:
+        return reraise_prefect_failure(exc)

@@ -1,0 +1,112 @@
+"""A group run's report: one verdict for every member, which member and which rule blocked it, and the
+cross-table rules with their offending rows. Each member also gets its own report (`markdown.py`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from prefect.artifacts import create_markdown_artifact
+
+from flows.reports.markdown import GateRun, _code, _count, _failure, _prose, _result, _short, describe_expectation
+from flows.reports.prefect import artifact_key
+
+if TYPE_CHECKING:
+    from flows.audit import AuditResult
+
+
+class GroupRun(Protocol):
+    """What the report needs of a group run (`flows.gate.GroupOutcome` is one)."""
+
+    group: str
+    branch: str
+    members: dict[str, Any]  # name -> GateRun
+    checkpoint: str | None
+    cross: AuditResult | None
+    published_commit: str | None
+    base: str | None
+
+    @property
+    def published(self) -> bool: ...
+
+
+def _member_verdict(member: GateRun) -> str:
+    audit = member.audit
+    if member.published:
+        return "published"
+    if audit is None:
+        return "not audited"
+    if not audit.success:
+        return f"**blocked**: {audit.statistics['unsuccessful']} of {audit.statistics['evaluated']} failed"
+    return f"passed ({audit.statistics['evaluated']} expectations)"
+
+
+def render_group_markdown(outcome: GroupRun, error: BaseException | None = None) -> str:
+    """The group's verdict as markdown for the Prefect UI, in the layout of the single-dataset report."""
+    members: dict[str, GateRun] = outcome.members
+    blocked_by = [name for name, m in members.items() if m.audit is not None and not m.audit.success]
+    cross = outcome.cross
+    if cross is not None and not cross.success:
+        blocked_by.append("the cross-table rules")
+    if outcome.published:
+        verdict = "PUBLISHED"
+        lead = (
+            f"**Every member and the cross-table rules passed**: {len(members)} tables published to `main` in one"
+            f" commit, {_code(outcome.published_commit)}."
+        )
+    elif blocked_by:
+        verdict = "BLOCKED by the audit"
+        lead = f"**Blocked by {', '.join(blocked_by)}**: no member was published, `main` is unchanged."
+    else:
+        verdict = "NOT PUBLISHED"
+        lead = "Nothing was published, `main` is unchanged."
+        if error is not None:
+            lead += f"\n\n**Error**: {_prose(f'{type(error).__name__}: {error}', 300)}"
+    lines = [f"# group {outcome.group}: {verdict}", "", lead, "", "## Members", ""]
+    lines += ["| Member | Table | Mode | Rows | Audit |", "|---|---|---|---|---|"]
+    for name, m in members.items():
+        rows = f"{_count(m.added)} appended, {_count(m.rows)} in all" if m.mode == "append" else _count(m.rows)
+        table = m.audit.checkpoint_name if m.audit is not None else ""
+        lines.append(f"| {name} | {table} | {m.mode} | {rows} | {_member_verdict(m)} |")
+    failed = [(name, e) for name, m in members.items() if m.audit is not None for e in m.audit.failed]
+    failed += [("cross-table rules", e) for e in (cross.failed if cross is not None else [])]
+    if failed:
+        lines += ["", "## Failed expectations", ""]
+        for who, e in failed:
+            sentence = _prose(describe_expectation(e), 300)
+            sentence += "" if sentence.endswith((".", "…")) else "."
+            found = _failure(e)
+            found += "" if found.endswith((".", "…")) else "."
+            where = f" on column {_code(e.column)}" if e.column else ""
+            lines.append(
+                f"- **{who}**: **{sentence}** {found} ({_code(e.expectation_type)}{where}; suite {_code(e.suite)})"
+            )
+    if cross is not None:
+        lines += ["", "## Cross-table rules", "", "| Status | Rule | Result |", "|---|---|---|"]
+        for e in sorted(cross.expectations, key=lambda e: e.success):
+            lines.append(
+                f"| {'pass' if e.success else '**FAIL**'} | {_short(describe_expectation(e))} | {_result(e)} |"
+            )
+    facts = [
+        ("Group", outcome.group),
+        ("Members", ", ".join(members)),
+        ("Branch", _code(outcome.branch)),
+        ("Built on main at", _code(outcome.base) if outcome.base else ""),
+        ("Published commit", _code(outcome.published_commit) if outcome.published else "blocked"),
+        ("Cross-table checkpoint", outcome.checkpoint or "none"),
+    ]
+    if cross is not None:
+        facts += [
+            ("Cross-table validation run", _code(cross.run_id)),
+            ("Data docs of the cross-table rules", _code(cross.data_docs_url) if cross.data_docs_url else "not built"),
+        ]
+    lines += ["", "## Run", ""] + [f"- **{name}**: {value}" for name, value in facts if value]
+    return "\n".join(lines) + "\n"
+
+
+def publish_group_report(outcome: GroupRun, error: BaseException | None = None) -> None:
+    """The group's markdown verdict, under ``<group>-validation``."""
+    create_markdown_artifact(
+        key=artifact_key(outcome.group, "validation"),
+        markdown=render_group_markdown(outcome, error),
+        description=f"group {outcome.group}: {'published' if outcome.published else 'blocked'}",
+    )
