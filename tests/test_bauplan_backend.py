@@ -43,10 +43,18 @@ from flows.lakehouse import (
     TableExistsError,
     TableInfo,
     TableNotFoundError,
+    Tag,
     bauplan_backend,
     connect,
 )
 from flows.lakehouse.bauplan_backend import SDK_CALLS, SDK_CLIENT_OPTIONS, BauplanClient, translate_error
+from flows.lakehouse.errors import (
+    ImmutableTagError,
+    NothingToRevertError,
+    RefNameTakenError,
+    TagExistsError,
+    TagNotFoundError,
+)
 from flows.lakehouse.local import LocalClient
 
 FAKE_KEY = "bpk-FAKE-SECRET-123"
@@ -244,7 +252,17 @@ HTTP_CASES: list[tuple[type[bx.BauplanHTTPError], str, type[LakehouseError]]] = 
     (bx.BadRequestError, "create_table", SourceError),
     (bx.BadRequestError, "query", QueryError),
     (bx.BadRequestError, "has_branch", LakehouseError),
+    (bx.SameRefError, "get_commits", RefNotFoundError),  # only revert_table's SameRefError means "nothing to do"
     (bx.MethodNotAllowedError, "has_branch", LakehouseError),
+    (bx.TagExistsError, "create_tag", TagExistsError),
+    (bx.TagNotFoundError, "get_tag", TagNotFoundError),
+    (bx.NotATagRefError, "get_tag", TagNotFoundError),
+    (bx.RevertDestinationTableExistsError, "revert_table", TableExistsError),
+    (bx.RevertIdenticalTableError, "revert_table", NothingToRevertError),
+    (bx.SameRefError, "revert_table", NothingToRevertError),
+    (bx.TableNotFoundError, "revert_table", TableNotFoundError),
+    (bx.RevertTableForbiddenError, "revert_table", AuthenticationError),
+    (bx.CreateTagForbiddenError, "create_tag", AuthenticationError),
 ]
 
 # (TableCreatePlanStatusError / TableCreatePlanApplyStatusError are not constructible from Python: their
@@ -275,7 +293,14 @@ def test_http_errors_translate(
     fake_key_env: str, sdk_cls: type[bx.BauplanHTTPError], operation: str, expected: type[LakehouseError]
 ) -> None:
     exc = sdk_http_error(sdk_cls, f"request refused; token={fake_key_env}")
-    context = {"branch": "alice.x", "ref": "main", "table": "trips", "source_ref": "alice.x", "into_branch": "main"}
+    context = {
+        "branch": "alice.x",
+        "ref": "main",
+        "table": "trips",
+        "source_ref": "alice.x",
+        "into_branch": "main",
+        "tag": "v1",
+    }
     error = translate_error(exc, operation=operation, context=context)
     assert type(error) is expected
     _assert_scrubbed(error)
@@ -380,6 +405,84 @@ def test_branch_methods_forward_keywords_and_convert() -> None:
         ("get_branches", {}),
         ("delete_branch", {"branch": "alice.wap"}),
     ]
+
+
+def test_tag_methods_forward_keywords_and_convert() -> None:
+    client, fake = client_with(
+        has_branch=False,
+        create_tag=sdk_branch("v1", "b" * 16),  # bauplan.schema.Tag has the same name and hash as a Branch
+        has_tag=True,
+        get_tag=sdk_branch("v1", "b" * 16),
+        get_tags=lambda: iter([sdk_branch("v2", "c" * 16), sdk_branch("v1", "b" * 16)]),
+        delete_tag=True,
+    )
+    assert client.create_tag("v1", "main@" + "b" * 16) == Tag("v1", "b" * 16)
+    assert client.has_tag("v1") is True
+    assert client.get_tag("v1") == Tag("v1", "b" * 16)
+    assert client.get_tags() == [Tag("v1", "b" * 16), Tag("v2", "c" * 16)]  # sorted by name, as the embedded
+    assert client.delete_tag("v1") is True
+    assert fake.calls == [
+        ("has_branch", {"branch": "v1"}),
+        ("create_tag", {"tag": "v1", "from_ref": "main@" + "b" * 16}),
+        ("has_tag", {"tag": "v1"}),
+        ("get_tag", {"tag": "v1"}),
+        ("get_tags", {}),
+        ("delete_tag", {"tag": "v1"}),
+    ]
+
+
+def test_a_tag_and_a_branch_never_share_a_name_on_bauplan() -> None:
+    client, fake = client_with(has_branch=True)
+    with pytest.raises(RefNameTakenError, match="cannot create tag alice.x: a branch of that name exists"):
+        client.create_tag("alice.x", "main")
+    assert fake.called("create_tag") == []
+    # A branch named like a tag: the service refuses it; the name is then looked up to say why.
+    client, fake = client_with(create_branch=sdk_http_error(bx.BranchExistsError, "exists"), has_tag=True)
+    with pytest.raises(RefNameTakenError, match="cannot create branch v1: a tag of that name exists"):
+        client.create_branch("v1", "main")
+    client, fake = client_with(create_branch=sdk_http_error(bx.BranchExistsError, "exists"), has_tag=False)
+    with pytest.raises(BranchExistsError):
+        client.create_branch("alice.x", "main")
+    assert ImmutableTagError.__mro__[1] is InvalidNameError  # writes to a tag: the SDK's NotAWriteBranchRef
+
+
+def test_revert_and_delete_table_forward_keywords() -> None:
+    client, fake = client_with(
+        revert_table=sdk_branch("alice.r", "0" * 16),
+        delete_table=sdk_branch("alice.r", "f" * 16),
+        get_branch=sdk_branch("alice.r", "e" * 16),
+    )
+    reverted = client.revert_table(
+        "raw.trips",
+        source_ref="main@" + "a" * 16,
+        into_branch="alice.r",
+        replace=True,
+        commit_body="revert trips",
+        commit_properties={"wap.revert.reason": "bad batch"},
+    )
+    assert reverted == Branch("alice.r", "e" * 16)  # the head read back, as after a merge
+    assert client.delete_table("trips", "alice.r", namespace="raw") == Branch("alice.r", "f" * 16)
+    assert fake.calls == [
+        (
+            "revert_table",
+            {
+                "table": "trips",
+                "namespace": "raw",
+                "source_ref": "main@" + "a" * 16,
+                "into_branch": "alice.r",
+                "replace": True,
+                "commit_body": "revert trips",
+                "commit_properties": {"wap.revert.reason": "bad batch"},
+            },
+        ),
+        ("get_branch", {"branch": "alice.r"}),
+        ("delete_table", {"table": "trips", "branch": "alice.r", "namespace": "raw"}),
+    ]
+    with pytest.raises(InvalidNameError):  # into a past commit: refused before the SDK, as the embedded backend
+        client.revert_table("trips", source_ref="main", into_branch="alice.r@" + "a" * 16)
+    client, _ = client_with(revert_table=sdk_http_error(bx.RevertIdenticalTableError, "identical"))
+    with pytest.raises(NothingToRevertError):
+        client.revert_table("trips", source_ref="main", into_branch="alice.r", replace=True)
 
 
 def test_get_commits_converts_sdk_commits() -> None:

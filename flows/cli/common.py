@@ -39,7 +39,7 @@ Backend = Annotated[
 LakehousePath = Annotated[
     str, typer.Option("--lakehouse", envvar="WAP_LAKEHOUSE", help="Directory of the embedded lakehouse.")
 ]
-Ref = Annotated[str, typer.Option("--ref", help="Branch, or branch@commit for a past state.")]
+Ref = Annotated[str, typer.Option("--ref", help="Branch, tag, or branch@commit for a past state.")]
 
 
 def fail(message: str, code: int) -> NoReturn:

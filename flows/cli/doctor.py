@@ -65,10 +65,17 @@ def doctor(
                 else:
                     line = f"{o.branch}: dropped (was at {(o.old or '?')[:12]}): {o.reason}"
                 out.print(line, markup=False, highlight=False, soft_wrap=True)
+            for o in report.tags:
+                if o.status == "kept":
+                    line = f"tag {o.branch}: at {(o.new or '?')[:12]}"
+                else:
+                    line = f"tag {o.branch}: dropped (was at {(o.old or '?')[:12]}): {o.reason}"
+                out.print(line, markup=False, highlight=False, soft_wrap=True)
             aside = f"; the old catalog is kept as {report.damaged_copy}" if report.damaged_copy else ""
             out.print(
                 f"rebuilt {report.root / 'catalog.db'} from the {' and '.join(report.sources)}: "
-                f"{report.commits} commits, {sum(o.new is not None for o in report.branches)} branches{aside}",
+                f"{report.commits} commits, {sum(o.new is not None for o in report.branches)} branches, "
+                f"{sum(o.new is not None for o in report.tags)} tags{aside}",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,

@@ -1,4 +1,5 @@
-"""`wap branches`, `wap tables`, `wap log`, `wap query`: inspect the lakehouse (read-only)."""
+"""`wap branches`, `wap tags`, `wap tables`, `wap log`, `wap query`: inspect the lakehouse (read-only); `wap tag`
+names a commit (the only write here: a tag moves no branch and changes no table)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from flows.cli.common import (
     cli_errors,
     fail,
     lakehouse_client,
+    out,
     print_json,
     print_table,
 )
@@ -37,6 +39,51 @@ def branches(backend: Backend = "local", lakehouse: LakehousePath = ".lakehouse"
         table = Table("branch", "commit")
         for b in found:
             table.add_row(b.name, b.hash[:12])
+        print_table(table)
+
+
+@app.command()
+def tag(
+    name: Annotated[str, typer.Argument(help="The tag's name (the rules of branch names).")],
+    ref: Annotated[
+        str | None, typer.Option("--ref", help="Branch, branch@commit or tag whose commit to name (default main).")
+    ] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the tag NAME (never its commit).")] = False,
+    backend: Backend = "local",
+    lakehouse: LakehousePath = ".lakehouse",
+) -> None:
+    """Name the commit REF points to now (default main): `--ref NAME` then reads that state for ever. Tags never
+    move and cannot be written to; a tag may not share a name with a branch. Exit 0, 2 bad name / unknown ref /
+    the name is taken, 3 lakehouse unusable."""
+    if delete and ref is not None:
+        fail("error: --delete takes only the tag's NAME, not --ref", EXIT_BAD_INPUT)
+    with cli_errors():
+        client = lakehouse_client(backend, lakehouse)
+        if delete:
+            gone = client.get_tag(name)  # names its commit in the line below; TagNotFoundError is exit 2
+            client.delete_tag(name)
+            out.print(f"deleted tag {name} (was {gone.hash[:12]})", markup=False, highlight=False, soft_wrap=True)
+            return
+        made = client.create_tag(name, ref or "main")
+        out.print(f"tagged {ref or 'main'} as {made.name}: {made.hash}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def tags(backend: Backend = "local", lakehouse: LakehousePath = ".lakehouse", as_json: JsonOutput = False) -> None:
+    """List tags, the commit each names and when it was made.
+
+    --json: [{"tag": name, "commit": full hash, "created": ISO 8601 UTC or null}, ...] (Bauplan records no time).
+    """
+    with cli_errors():
+        found = lakehouse_client(backend, lakehouse).get_tags()
+        if as_json:
+            print_json(
+                [{"tag": t.name, "commit": t.hash, "created": t.created_at and _utc_iso(t.created_at)} for t in found]
+            )
+            return
+        table = Table("tag", "commit", "created")
+        for t in found:
+            table.add_row(t.name, t.hash[:12], "" if t.created_at is None else _utc_iso(t.created_at))
         print_table(table)
 
 

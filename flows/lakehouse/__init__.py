@@ -1,8 +1,9 @@
 """The lakehouse layer: one client interface, two backends.
 
 `connect()` returns a `LakehouseClient` (protocol.py), whose methods follow `bauplan.Client`'s names and
-parameters (create_branch, has_branch, get_branch, delete_branch, get_branches, get_commits, merge_branch,
-get_tables, has_table, get_table, create_table, import_data, scan, query). Optional capabilities are their
+parameters (create_branch, has_branch, get_branch, delete_branch, get_branches, create_tag, has_tag, get_tag,
+get_tags, delete_tag, get_commits, merge_branch, get_tables, has_table, get_table, create_table, import_data,
+delete_table, revert_table, scan, query). Optional capabilities are their
 own protocols, checked with isinstance: `ReadsTableFiles` (DuckDB reads the Parquet files directly),
 `EvolvesTableSchema` (`schema: evolve` adds new columns) and `StoredInDirectory` (leases, gc and doctor work
 on the directory). The embedded "local" backend is the default; "bauplan" passes through to the hosted
@@ -22,19 +23,24 @@ from .errors import (
     BranchNotFoundError,
     CatalogUnusableError,
     ConcurrentUpdateError,
+    ImmutableTagError,
     ImportFailedError,
     InvalidNameError,
     LakehouseError,
     MergeConflictError,
+    NothingToRevertError,
     QueryError,
+    RefNameTakenError,
     RefNotFoundError,
     SchemaMismatchError,
     SourceError,
     StorageError,
     TableExistsError,
     TableNotFoundError,
+    TagExistsError,
+    TagNotFoundError,
 )
-from .models import Branch, Commit, ImportState, TableField, TableInfo
+from .models import Branch, Commit, ImportState, TableField, TableInfo, Tag
 from .names import DEFAULT_NAMESPACE, MAIN
 from .protocol import EvolvesTableSchema, LakehouseClient, ReadsTableFiles, StoredInDirectory
 
@@ -78,15 +84,18 @@ __all__ = [
     "CatalogUnusableError",
     "Commit",
     "ConcurrentUpdateError",
+    "ImmutableTagError",
     "ImportFailedError",
     "ImportState",
     "InvalidNameError",
     "LakehouseClient",
     "LakehouseError",
     "MergeConflictError",
+    "NothingToRevertError",
     "QueryError",
     "EvolvesTableSchema",
     "ReadsTableFiles",
+    "RefNameTakenError",
     "RefNotFoundError",
     "SchemaMismatchError",
     "SourceError",
@@ -96,6 +105,9 @@ __all__ = [
     "TableField",
     "TableInfo",
     "TableNotFoundError",
+    "Tag",
+    "TagExistsError",
+    "TagNotFoundError",
     "connect",
     "default_backend",
     "default_lakehouse",

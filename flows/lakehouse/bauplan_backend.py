@@ -34,14 +34,26 @@ from .errors import (
     InvalidNameError,
     LakehouseError,
     MergeConflictError,
+    NothingToRevertError,
     QueryError,
+    RefNameTakenError,
     RefNotFoundError,
     SourceError,
     TableExistsError,
     TableNotFoundError,
+    TagExistsError,
+    TagNotFoundError,
 )
-from .models import Branch, Commit, ImportState, TableField, TableInfo
-from .names import DEFAULT_NAMESPACE, MAIN, resolve_table_name, split_ref, validate_branch, validate_identifier
+from .models import Branch, Commit, ImportState, TableField, TableInfo, Tag
+from .names import (
+    DEFAULT_NAMESPACE,
+    MAIN,
+    resolve_table_name,
+    split_ref,
+    validate_branch,
+    validate_identifier,
+    validate_tag,
+)
 
 API_KEY_ENV = "BAUPLAN_API_KEY"
 
@@ -55,6 +67,11 @@ SDK_CALLS: dict[str, tuple[str, ...]] = {
     "get_branch": ("branch",),
     "delete_branch": ("branch",),
     "get_branches": (),
+    "create_tag": ("tag", "from_ref"),
+    "has_tag": ("tag",),
+    "get_tag": ("tag",),
+    "get_tags": (),
+    "delete_tag": ("tag",),
     "get_commits": ("ref", "filter_by_properties", "limit"),
     "merge_branch": ("source_ref", "into_branch", "commit_message", "commit_properties"),
     "get_tables": ("ref", "filter_by_namespace"),
@@ -64,6 +81,16 @@ SDK_CALLS: dict[str, tuple[str, ...]] = {
     "create_namespace": ("namespace", "branch"),
     "create_table": ("table", "search_uri", "branch", "namespace", "replace"),
     "import_data": ("table", "search_uri", "branch", "namespace"),
+    "delete_table": ("table", "branch", "namespace"),
+    "revert_table": (
+        "table",
+        "namespace",
+        "source_ref",
+        "into_branch",
+        "replace",
+        "commit_body",
+        "commit_properties",
+    ),
     "scan": ("table", "ref", "columns", "filters", "limit", "namespace"),
     "query": ("query", "ref", "namespace"),
 }
@@ -199,7 +226,15 @@ def translate_error(
     error: LakehouseError
 
     # Most specific SDK classes first: BranchExistsError, MergeConflictError... are UpdateConflictErrors.
-    if isinstance(exc, bx.BranchExistsError):
+    if isinstance(exc, bx.TagExistsError):
+        error = TagExistsError(_first(_kind_value(exc, "tag_name"), context.get("tag")))
+    elif isinstance(exc, bx.TagNotFoundError | bx.NotATagRefError):  # get_tag("main"): no tag of that name
+        error = TagNotFoundError(_first(_kind_value(exc, "tag_name"), context.get("tag")))
+    elif isinstance(exc, bx.RevertDestinationTableExistsError):
+        error = TableExistsError(_table_label(exc, context), _first(context.get("into_branch")))
+    elif isinstance(exc, bx.RevertIdenticalTableError) or (isinstance(exc, bx.SameRefError) and op == "revert_table"):
+        error = NothingToRevertError(f"bauplan {op}: the table is already in that state: {detail}")
+    elif isinstance(exc, bx.BranchExistsError):
         error = BranchExistsError(_first(_kind_value(exc, "branch_name"), context.get("branch")))
     elif isinstance(exc, bx.TableExistsError):
         error = TableExistsError(_table_label(exc, context), _first(context.get("branch"), context.get("ref")))
@@ -311,6 +346,10 @@ def _branch(obj: Any) -> Branch:
     return Branch(name=obj.name, hash=obj.hash)
 
 
+def _tag(obj: Any) -> Tag:
+    return Tag(name=obj.name, hash=obj.hash)  # bauplan.schema.Tag records no creation time
+
+
 def _commit(obj: Any) -> Commit:
     # bauplan.schema.Commit has no `hash`: the commit's own hash is that of its (detached) `ref`.
     actor = obj.author or obj.committer
@@ -406,7 +445,13 @@ class BauplanClient:
     def create_branch(self, branch: str, from_ref: str) -> Branch:
         validate_branch(branch)
         split_ref(from_ref)
-        return _branch(self._call("create_branch", branch=branch, from_ref=from_ref))
+        try:
+            return _branch(self._call("create_branch", branch=branch, from_ref=from_ref))
+        except (bx.BranchExistsError, bx.ConflictError):
+            # Asked only when refused, so the gate's create_branch costs no extra call: a tag's name says so.
+            if self._call("has_tag", tag=branch):
+                raise RefNameTakenError(branch, "branch", "tag") from None
+            raise
 
     @_translated
     def has_branch(self, branch: str) -> bool:
@@ -425,6 +470,33 @@ class BauplanClient:
     @_translated
     def get_branches(self) -> list[Branch]:
         return [_branch(b) for b in self._call("get_branches")]
+
+    # ---------------------------------------------------------------- tags
+    @_translated
+    def create_tag(self, tag: str, from_ref: str) -> Tag:
+        validate_tag(tag)
+        split_ref(from_ref)
+        # The embedded backend's rule, asked first so the refusal reads the same (Bauplan's refs share one
+        # namespace too, and would refuse it as a conflict).
+        if self._call("has_branch", branch=tag):
+            raise RefNameTakenError(tag, "tag", "branch")
+        return _tag(self._call("create_tag", tag=tag, from_ref=from_ref))
+
+    @_translated
+    def has_tag(self, tag: str) -> bool:
+        return bool(self._call("has_tag", tag=validate_tag(tag)))
+
+    @_translated
+    def get_tag(self, tag: str) -> Tag:
+        return _tag(self._call("get_tag", tag=validate_tag(tag)))
+
+    @_translated
+    def get_tags(self) -> list[Tag]:
+        return sorted((_tag(t) for t in self._call("get_tags")), key=lambda t: t.name)
+
+    @_translated
+    def delete_tag(self, tag: str) -> bool:
+        return bool(self._call("delete_tag", tag=validate_tag(tag)))
 
     @_translated
     def get_commits(
@@ -522,6 +594,41 @@ class BauplanClient:
             )
         # Bauplan does not report how many rows an import wrote.
         return ImportState(job_status=str(status), rows=None, table=f"{ns}.{name}", branch=branch, job_id=job_id)
+
+    @_translated
+    def delete_table(self, table: str, branch: str, *, namespace: str | None = None) -> Branch:
+        ns, name = resolve_table_name(table, namespace)
+        _writable_branch(branch)
+        return _branch(self._call("delete_table", table=name, branch=branch, namespace=ns))
+
+    @_translated
+    def revert_table(
+        self,
+        table: str,
+        *,
+        namespace: str | None = None,
+        source_ref: str,
+        into_branch: str,
+        replace: bool | None = None,
+        commit_body: str | None = None,
+        commit_properties: dict[str, str] | None = None,
+    ) -> Branch:
+        """The SDK's revert_table (one commit on `into_branch`); its refusals as the embedded backend's errors."""
+        ns, name = resolve_table_name(table, namespace)
+        split_ref(source_ref)
+        _writable_branch(into_branch)
+        self._call(
+            "revert_table",
+            table=name,
+            namespace=ns,
+            source_ref=source_ref,
+            into_branch=into_branch,
+            replace=replace,
+            commit_body=commit_body,
+            commit_properties=commit_properties,
+        )
+        # As merge_branch: the Branch the SDK returns is not documented as the new head; read it back.
+        return self.get_branch(into_branch)
 
     @_translated
     def scan(

@@ -33,6 +33,56 @@ class RefNotFoundError(LakehouseError):
         self.ref = ref
 
 
+class TagExistsError(LakehouseError):
+    def __init__(self, tag: str) -> None:
+        super().__init__(f"tag already exists: {tag}")
+        self.tag = tag
+
+
+class TagNotFoundError(RefNotFoundError):
+    """A tag that does not exist (a RefNotFoundError: a tag is a ref)."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__(tag)
+        self.tag = tag
+        self.args = (f"tag not found: {tag}",)
+
+    def __reduce__(self) -> tuple:  # picklable with its own message
+        return (type(self), (self.tag,))
+
+
+class RefNameTakenError(InvalidNameError):
+    """A branch named like an existing tag, or a tag like an existing branch: `--ref NAME` must mean one ref."""
+
+    def __init__(self, name: str, kind: str, taken_by: str) -> None:
+        super().__init__(f"cannot create {kind} {name}: a {taken_by} of that name exists (a ref name names one ref)")
+        self.name = name
+        self.kind = kind
+        self.taken_by = taken_by
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.name, self.kind, self.taken_by))
+
+
+class ImmutableTagError(InvalidNameError):
+    """A write (create_table, import_data, merge, revert, delete_branch) aimed at a tag: tags never move."""
+
+    def __init__(self, tag: str, doing: str) -> None:
+        super().__init__(
+            f"cannot {doing} {tag}: it is a tag, and tags are immutable (`wap tag --delete {tag}` removes it)"
+        )
+        self.tag = tag
+        self.doing = doing
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.tag, self.doing))
+
+
+class NothingToRevertError(LakehouseError):
+    """`revert_table` whose source state is the table's state on the target already (the SDK's
+    RevertIdenticalTableError): reverting would change nothing."""
+
+
 class TableNotFoundError(LakehouseError):
     def __init__(self, table: str, ref: str) -> None:
         super().__init__(f"table not found: {table} on {ref}")

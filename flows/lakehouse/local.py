@@ -42,8 +42,10 @@ from .conform import BatchConverter, conform_to_table
 from .errors import (
     CatalogUnusableError,
     ConcurrentUpdateError,
+    ImmutableTagError,
     InvalidNameError,
     LakehouseError,
+    NothingToRevertError,
     QueryError,
     SchemaMismatchError,
     SourceError,
@@ -51,8 +53,8 @@ from .errors import (
     TableExistsError,
     TableNotFoundError,
 )
-from .models import Branch, Commit, ImportState, TableField, TableInfo
-from .names import MAIN, resolve_table_name, validate_branch
+from .models import Branch, Commit, ImportState, TableField, TableInfo, Tag
+from .names import MAIN, resolve_table_name, validate_branch, validate_tag
 from .refs import JOURNAL_DIR, WRITERS_LOCK, RefStore
 from .sources import Source, open_source
 from .storage import RECOVER_HINT, storage_error
@@ -98,6 +100,24 @@ class LocalClient:
     def get_branches(self) -> list[Branch]:
         return self.store.branches()
 
+    # ---------------------------------------------------------------- tags
+    def create_tag(self, tag: str, from_ref: str) -> Tag:
+        validate_tag(tag)  # tag names follow the branch rules: the same ref syntax reads both
+        return self.store.create_tag(tag, self.store.resolve(from_ref).hash)
+
+    def has_tag(self, tag: str) -> bool:
+        return self.store.has_tag(validate_tag(tag))
+
+    def get_tag(self, tag: str) -> Tag:
+        return self.store.tag(validate_tag(tag))
+
+    def get_tags(self) -> list[Tag]:
+        return self.store.tags()
+
+    def delete_tag(self, tag: str) -> bool:
+        self.store.delete_tag(validate_tag(tag))
+        return True
+
     def get_commits(
         self, ref: str, *, filter_by_properties: dict[str, str] | None = None, limit: int | None = None
     ) -> list[Commit]:
@@ -118,6 +138,8 @@ class LocalClient:
     ) -> str:
         """Merge atomically across every table; return the new head of `into_branch`."""
         validate_branch(into_branch)
+        if self.store.has_tag(into_branch):  # the store refuses it too, in its transaction; this names the merge
+            raise ImmutableTagError(into_branch, "merge into")
         if into_branch == MAIN:
             # main only ever holds readable states: refuse a branch whose tables name missing files.
             # Pinned, so the state checked is the state merged even if the branch moves meanwhile.
@@ -255,6 +277,67 @@ class LocalClient:
                     raise ConcurrentUpdateError(f"table {ns}.{name} on {branch} changed meanwhile: {exc}") from exc
         return added
 
+    def delete_table(self, table: str, branch: str, *, namespace: str | None = None) -> Branch:
+        """Drop the table from `branch` in one commit; its files stay (older commits and other refs read them)."""
+        ns, name = resolve_table_name(table, namespace)
+        catalog = self._catalog(branch, write=True)
+        key = table_key(ns, name)
+        if key not in self.store.tree(catalog.base_hash):
+            raise TableNotFoundError(key, branch)
+        new = self.store.commit(
+            catalog.ref.branch,
+            base_hash=catalog.base_hash,
+            changes={key: None},
+            message=f"delete table {key}",
+            author=self.author,
+            properties={"wap.operation": "delete_table"},
+        )
+        return Branch(catalog.ref.branch, new)
+
+    def revert_table(
+        self,
+        table: str,
+        *,
+        namespace: str | None = None,
+        source_ref: str,
+        into_branch: str,
+        replace: bool | None = None,
+        commit_body: str | None = None,
+        commit_properties: dict[str, str] | None = None,
+    ) -> Branch:
+        """One commit on `into_branch` whose entry for the table is its entry at `source_ref` (the Iceberg metadata
+        file that state named: no data is copied, and history is kept). Refused as Bauplan's SDK refuses it: a
+        table `source_ref` lacks (TableNotFoundError: drop it with `delete_table`), a table `into_branch` has
+        without `replace` (TableExistsError), a table already in that state (NothingToRevertError)."""
+        ns, name = resolve_table_name(table, namespace)
+        key = table_key(ns, name)
+        if self.store.has_tag(validate_branch(into_branch)):
+            raise ImmutableTagError(into_branch, "revert a table into")
+        target = self._catalog(into_branch, write=True)
+        source = self.store.resolve(source_ref)
+        location = self.store.tree(source.hash).get(key)
+        if location is None:
+            raise TableNotFoundError(key, source_ref)
+        current = self.store.tree(target.base_hash).get(key)
+        if current == location:
+            raise NothingToRevertError(f"table {key} on {into_branch} is already as it was at {source_ref}")
+        if current is not None and not replace:
+            raise TableExistsError(key, into_branch)
+        if target.ref.branch == MAIN:
+            # As a merge into main: main only ever names files that exist.
+            missing = table_missing_files(self._load(ns, name, f"{source.branch}@{source.hash}"))
+            if missing:
+                raise StorageError(f"refusing to revert {key} on {MAIN}: {_missing_error(key, source_ref, missing)}")
+        new = self.store.commit(
+            target.ref.branch,
+            base_hash=target.base_hash,  # moved meanwhile and this table changed: ConcurrentUpdateError
+            changes={key: location},
+            message=commit_body or f"revert table {key} to {source_ref}",
+            author=self.author,
+            properties={"wap.operation": "revert_table", "wap.source_ref": source_ref, **(commit_properties or {})},
+        )
+        return Branch(target.ref.branch, new)
+
     def scan(
         self,
         table: str,
@@ -345,6 +428,8 @@ class LocalClient:
 
     def _catalog(self, ref: str, *, write: bool = False) -> RefCatalog:
         resolved = self.store.resolve(ref)
+        if write and resolved.is_tag:
+            raise ImmutableTagError(resolved.branch, "write to")
         if write and not resolved.is_head:
             # Checked before any file is read or written, not only at commit time.
             raise InvalidNameError(f"cannot write to {ref}: a past commit is read-only")

@@ -14,6 +14,15 @@ class Branch:
 
 
 @dataclass(frozen=True)
+class Tag:
+    """A named, immutable pointer to one commit."""
+
+    name: str
+    hash: str
+    created_at: datetime | None = None  # when the backend records it (the embedded one does; Bauplan's SDK does not)
+
+
+@dataclass(frozen=True)
 class Commit:
     hash: str
     parent_hashes: list[str]

@@ -55,13 +55,18 @@ def validate_identifier(value: str, kind: str) -> str:
     return value
 
 
-def validate_branch(value: str) -> str:
+def validate_branch(value: str, kind: str = "branch") -> str:
     if not isinstance(value, str) or len(value) > MAX_BRANCH_LENGTH or not _BRANCH.fullmatch(value):
         raise InvalidNameError(
-            f"invalid branch name {_shown(value)}: use letters, digits, '_', '-' and single dots"
+            f"invalid {kind} name {_shown(value)}: use letters, digits, '_', '-' and single dots"
             f" between parts, at most {MAX_BRANCH_LENGTH} characters"
         )
     return value
+
+
+def validate_tag(value: str) -> str:
+    """A tag's name: the rules of a branch's, since `--ref NAME` and `NAME@hash` read either."""
+    return validate_branch(value, "tag")
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .models import Branch, Commit, ImportState, TableInfo
+    from .models import Branch, Commit, ImportState, TableInfo, Tag
 
 
 class LakehouseClient(Protocol):
@@ -60,6 +60,22 @@ class LakehouseClient(Protocol):
         """Merge atomically across every table; return the new head of `into_branch`."""
         ...
 
+    # ---------------------------------------------------------------- tags
+    def create_tag(self, tag: str, from_ref: str) -> Tag:
+        """Name the commit `from_ref` points to now. A tag never moves and takes no write; its name may not be a
+        branch's (nor a branch a tag's): `--ref NAME` names one ref."""
+        ...
+
+    def has_tag(self, tag: str) -> bool: ...
+
+    def get_tag(self, tag: str) -> Tag: ...
+
+    def get_tags(self) -> list[Tag]: ...
+
+    def delete_tag(self, tag: str) -> bool:
+        """Delete the tag (never its commit: what it named stays readable by hash from any branch holding it)."""
+        ...
+
     # -------------------------------------------------------------- tables
     def get_tables(self, ref: str, *, namespace: str | None = None) -> list[TableInfo]: ...
 
@@ -75,6 +91,28 @@ class LakehouseClient(Protocol):
 
     def import_data(self, table: str, search_uri: str, *, branch: str, namespace: str | None = None) -> ImportState:
         """Append the source's rows to the table on `branch` as one commit."""
+        ...
+
+    def delete_table(self, table: str, branch: str, *, namespace: str | None = None) -> Branch:
+        """Drop the table from `branch` in one commit (its files stay: older commits still read them); return the
+        branch at its new head."""
+        ...
+
+    def revert_table(
+        self,
+        table: str,
+        *,
+        namespace: str | None = None,
+        source_ref: str,
+        into_branch: str,
+        replace: bool | None = None,
+        commit_body: str | None = None,
+        commit_properties: dict[str, str] | None = None,
+    ) -> Branch:
+        """Set the table on `into_branch` to its state at `source_ref`, as one new commit (history is kept); return
+        the branch at its new head. As the SDK: TableNotFoundError when `source_ref` has no such table,
+        TableExistsError when `into_branch` has it and `replace` is not set, NothingToRevertError when it is
+        already in that state."""
         ...
 
     def scan(

@@ -36,12 +36,16 @@ from .errors import (
     BranchNotFoundError,
     CatalogUnusableError,
     ConcurrentUpdateError,
+    ImmutableTagError,
     InvalidNameError,
     MergeConflictError,
+    RefNameTakenError,
     RefNotFoundError,
     StorageError,
+    TagExistsError,
+    TagNotFoundError,
 )
-from .models import Branch, Commit
+from .models import Branch, Commit, Tag
 from .names import MAIN, split_ref
 from .storage import (
     RECOVER_HINT,
@@ -82,6 +86,17 @@ CREATE TABLE IF NOT EXISTS refs (
     created_at REAL NOT NULL
 );
 """
+# Not part of CATALOG_SCHEMA: created by the first tag write (and by a rebuild), so that a catalog made before
+# tags existed opens and works unchanged; reads treat a missing table as no tags.
+TAGS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tags (
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL REFERENCES commits(hash),
+    created_at REAL NOT NULL
+)
+"""
+# Journal ops of tag entries (their "branch" field holds the tag's name): replaying branches skips them.
+TAG_OP, UNTAG_OP = "tag", "untag"
 
 
 # The seq of every commit reachable from :start (itself included) through first and merge parents,
@@ -105,7 +120,8 @@ class ResolvedRef:
     ref: str
     branch: str
     hash: str  # the commit the ref points to
-    is_head: bool  # False for branch@hash (read-only past state)
+    is_head: bool  # False for branch@hash (read-only past state) and for a tag
+    is_tag: bool = False  # `branch` is then the tag's name: never written to
 
 
 class RefStore:
@@ -283,20 +299,25 @@ class RefStore:
 
     # ---------------------------------------------------------------- reads
     def resolve(self, ref: str) -> ResolvedRef:
+        """A branch, `branch@hash`, a tag (or `tag@hash`, which internal pinning makes) to the commit it names."""
         branch, commit = split_ref(ref)
         with self._connect() as con:
+            is_tag = False
             row = con.execute("SELECT hash FROM refs WHERE name = ?", (branch,)).fetchone()
+            if row is None:
+                row = self._tag_row(con, branch)
+                is_tag = row is not None
             if row is None:
                 raise (BranchNotFoundError(branch) if commit is None else RefNotFoundError(ref))
             if commit is None:
-                return ResolvedRef(ref, branch, row[0], True)
+                return ResolvedRef(ref, branch, row[0], not is_tag, is_tag)
             # A prefix as an index range ('g' sorts after every hex digit), not a LIKE that scans them all.
             matches = con.execute(
                 "SELECT hash FROM commits WHERE hash >= ? AND hash < ? LIMIT 2", (commit, commit + "g")
             ).fetchall()
             if len(matches) != 1 or not self._is_ancestor(con, matches[0][0], row[0]):
                 raise RefNotFoundError(ref)
-            return ResolvedRef(ref, branch, matches[0][0], matches[0][0] == row[0])
+            return ResolvedRef(ref, branch, matches[0][0], matches[0][0] == row[0] and not is_tag, is_tag)
 
     def tree(self, commit_hash: str) -> Tree:
         with self._connect() as con:
@@ -310,6 +331,24 @@ class RefStore:
     def has_branch(self, branch: str) -> bool:
         with self._connect() as con:
             return con.execute("SELECT 1 FROM refs WHERE name = ?", (branch,)).fetchone() is not None
+
+    def tags(self) -> list[Tag]:
+        with self._connect() as con:
+            if not self._has_tags_table(con):
+                return []
+            rows = con.execute("SELECT name, hash, created_at FROM tags ORDER BY name").fetchall()
+        return [Tag(name, commit, datetime.fromtimestamp(at, tz=UTC)) for name, commit, at in rows]
+
+    def tag(self, tag: str) -> Tag:
+        with self._connect() as con:
+            row = self._tag_row(con, tag, with_time=True)
+        if row is None:
+            raise TagNotFoundError(tag)
+        return Tag(tag, row[0], datetime.fromtimestamp(row[1], tz=UTC))
+
+    def has_tag(self, tag: str) -> bool:
+        with self._connect() as con:
+            return self._tag_row(con, tag) is not None
 
     def log(self, commit_hash: str, limit: int | None = None) -> list[Commit]:
         with self._connect() as con:
@@ -345,6 +384,9 @@ class RefStore:
     def create_branch(self, branch: str, from_commit: str) -> Branch:
         with self._writer():
             with self._connect() as con, self._write(con):
+                # In the write transaction: a tag of the same name cannot appear between this check and the insert.
+                if self._tag_row(con, branch) is not None:
+                    raise RefNameTakenError(branch, "branch", "tag")
                 try:
                     con.execute("INSERT INTO refs VALUES (?, ?, ?)", (branch, from_commit, time.time()))
                 except sqlite3.IntegrityError as exc:
@@ -359,10 +401,37 @@ class RefStore:
         with self._writer():
             with self._connect() as con, self._write(con):
                 row = con.execute("SELECT hash FROM refs WHERE name = ?", (branch,)).fetchone()
+                if row is None and self._tag_row(con, branch) is not None:
+                    raise ImmutableTagError(branch, "delete the branch")
                 if row is None or con.execute("DELETE FROM refs WHERE name = ?", (branch,)).rowcount == 0:
                     raise BranchNotFoundError(branch)
                 seq = self._max_seq(con)
             self._journal_event(seq, "delete", branch, row[0])
+
+    def create_tag(self, tag: str, commit_hash: str) -> Tag:
+        """Name `commit_hash`; refused if a branch or another tag has the name (checked in the write transaction)."""
+        with self._writer():
+            with self._connect() as con, self._write(con):
+                if con.execute("SELECT 1 FROM refs WHERE name = ?", (tag,)).fetchone() is not None:
+                    raise RefNameTakenError(tag, "tag", "branch")
+                con.execute(TAGS_SCHEMA)  # transactional DDL: rolled back with the insert if it fails
+                at = time.time()
+                try:
+                    con.execute("INSERT INTO tags VALUES (?, ?, ?)", (tag, commit_hash, at))
+                except sqlite3.IntegrityError as exc:
+                    raise TagExistsError(tag) from exc
+                seq = self._max_seq(con)
+            self._journal_event(seq, TAG_OP, tag, commit_hash)
+        return Tag(tag, commit_hash, datetime.fromtimestamp(at, tz=UTC))
+
+    def delete_tag(self, tag: str) -> None:
+        with self._writer():
+            with self._connect() as con, self._write(con):
+                row = self._tag_row(con, tag)
+                if row is None or con.execute("DELETE FROM tags WHERE name = ?", (tag,)).rowcount == 0:
+                    raise TagNotFoundError(tag)
+                seq = self._max_seq(con)
+            self._journal_event(seq, UNTAG_OP, tag, row[0])
 
     def commit(
         self,
@@ -482,12 +551,28 @@ class RefStore:
         return con.execute("SELECT coalesce(max(seq), 0) FROM commits").fetchone()[0]
 
     # -------------------------------------------------------------- helpers
-    @staticmethod
-    def _head(con: sqlite3.Connection, branch: str) -> str:
+    @classmethod
+    def _head(cls, con: sqlite3.Connection, branch: str) -> str:
         row = con.execute("SELECT hash FROM refs WHERE name = ?", (branch,)).fetchone()
         if row is None:
+            # Every write finds its branch's head here, in its transaction: a tag is refused as such, whoever asks.
+            if cls._tag_row(con, branch) is not None:
+                raise ImmutableTagError(branch, "write to")
             raise BranchNotFoundError(branch)
         return row[0]
+
+    @staticmethod
+    def _has_tags_table(con: sqlite3.Connection) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tags'"
+        return con.execute(query).fetchone() is not None
+
+    @classmethod
+    def _tag_row(cls, con: sqlite3.Connection, tag: str, *, with_time: bool = False) -> tuple | None:
+        """(hash,) or (hash, created_at) of the tag, None if there is no such tag (or no tags table yet)."""
+        if not cls._has_tags_table(con):
+            return None
+        columns = "hash, created_at" if with_time else "hash"
+        return con.execute(f"SELECT {columns} FROM tags WHERE name = ?", (tag,)).fetchone()
 
     @staticmethod
     def _tree(con: sqlite3.Connection, commit_hash: str) -> Tree:
@@ -586,8 +671,10 @@ def commit_hash_of(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def create_catalog_schema(con: sqlite3.Connection) -> None:
-    """The catalog's tables, in a new catalog file (inside the caller's transaction)."""
+def create_catalog_schema(con: sqlite3.Connection, *, tags: bool = False) -> None:
+    """The catalog's tables, in a new catalog file (inside the caller's transaction); `tags`: the tags table too."""
     for statement in CATALOG_SCHEMA.split(";"):
         if statement.strip():
             con.execute(statement)
+    if tags:
+        con.execute(TAGS_SCHEMA)

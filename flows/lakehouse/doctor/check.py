@@ -42,6 +42,15 @@ def check_lakehouse(path: str | os.PathLike[str]) -> DoctorReport:
             problem = files.tree_problem(commit.tree)
             if problem:
                 report.add("error", f"branch {branch} (commit {head[:12]}): {problem}")
+        for tag, (commit_hash, _at) in sorted(catalog.tags.items()):
+            commit = catalog.commits.get(commit_hash)
+            problem = (
+                f"names commit {commit_hash[:12]}, which is not in the catalog"
+                if commit is None
+                else files.tree_problem(commit.tree)
+            )
+            if problem:
+                report.add("error", f"tag {tag}: {problem}")
         _compare_journal(report, catalog, journal, journal_heads)
     elif journal.commits:
         report.add(

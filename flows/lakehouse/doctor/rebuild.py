@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import BackendUnavailableError, CatalogUnusableError, StorageError
 from ..names import MAIN
-from ..refs import JOURNAL_DIR, WRITERS_LOCK, commit_hash_of, create_catalog_schema
+from ..refs import JOURNAL_DIR, TAG_OP, UNTAG_OP, WRITERS_LOCK, commit_hash_of, create_catalog_schema
 from ..storage import fsync_dir, fsync_file, on_read_only_fs, storage_error
 from .files import TableFiles, writers_excluded
 from .state import (
@@ -74,9 +74,10 @@ def rebuild_catalog(path: str | os.PathLike[str]) -> RebuildReport:
             dropped = next(o for o in outcomes if o.branch == MAIN)
             outcomes.remove(dropped)
             outcomes.append(BranchOutcome(MAIN, "reset", dropped.old, root_commit.hash, dropped.reason))
+        tag_outcomes, tags = _choose_tags(root, commits, journal, old, refs)
         tmp = root / f"{REBUILD_PREFIX}{uuid.uuid4().hex}"
         try:
-            _write_catalog(tmp, commits, refs)
+            _write_catalog(tmp, commits, refs, tags)
             damaged = _keep_aside(catalog_path)
             os.replace(tmp, catalog_path)  # atomic: readers see the old file or the new one
             fsync_dir(root)
@@ -87,8 +88,10 @@ def rebuild_catalog(path: str | os.PathLike[str]) -> RebuildReport:
         finally:
             for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
                 leftover.unlink(missing_ok=True)
-        _journal_rebuild(root, commits, journal, refs)
-    return RebuildReport(root, len(commits), sorted(outcomes, key=lambda o: o.branch), damaged, sources)
+        _journal_rebuild(root, commits, journal, refs, tags)
+    return RebuildReport(
+        root, len(commits), sorted(outcomes, key=lambda o: o.branch), damaged, sources, tags=tag_outcomes
+    )
 
 
 def _merge_commits(journal: Journal, old: CatalogState | None) -> dict[str, CommitRecord]:
@@ -147,6 +150,35 @@ def _choose_heads(
     return outcomes, refs
 
 
+def _choose_tags(
+    root: Path,
+    commits: dict[str, CommitRecord],
+    journal: Journal,
+    old: CatalogState | None,
+    refs: dict[str, tuple[str, float]],
+) -> tuple[list[BranchOutcome], dict[str, tuple[str, float]]]:
+    """Each tag kept at its commit when that commit and all its files are there, else dropped: a tag names one
+    state, so it is never moved to another commit as a branch is rolled back."""
+    current = dict(old.tags) if old is not None else journal.tags()
+    files = TableFiles(root)
+    outcomes: list[BranchOutcome] = []
+    tags: dict[str, tuple[str, float]] = {}
+    for tag, (commit_hash, created) in sorted(current.items()):
+        commit = commits.get(commit_hash)
+        if tag in refs:
+            problem = "a branch of the same name exists"
+        elif commit is None:
+            problem = f"commit {commit_hash[:12]} is in neither the catalog nor the journal"
+        else:
+            problem = files.tree_problem(commit.tree) or ""
+        if problem:
+            outcomes.append(BranchOutcome(tag, "dropped", commit_hash, None, problem))
+            continue
+        tags[tag] = (commit_hash, created)
+        outcomes.append(BranchOutcome(tag, "kept", commit_hash, commit_hash))
+    return outcomes, tags
+
+
 def _empty_root(commits: dict[str, CommitRecord]) -> CommitRecord:
     at = time.time()
     message = "initialize lakehouse (rebuilt by wap doctor: no commit of main had all its files)"
@@ -173,12 +205,17 @@ def _body(c: CommitRecord) -> str:
     )
 
 
-def _write_catalog(tmp: Path, commits: dict[str, CommitRecord], refs: dict[str, tuple[str, float]]) -> None:
+def _write_catalog(
+    tmp: Path,
+    commits: dict[str, CommitRecord],
+    refs: dict[str, tuple[str, float]],
+    tags: dict[str, tuple[str, float]],
+) -> None:
     con = sqlite3.connect(tmp, isolation_level=None)
     try:
         con.execute("PRAGMA synchronous=FULL")
         con.execute("BEGIN IMMEDIATE")
-        create_catalog_schema(con)
+        create_catalog_schema(con, tags=True)
         con.executemany(
             "INSERT INTO commits (seq, hash, parent, merge_parent, message, author, committed_at, properties, tree)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -191,6 +228,7 @@ def _write_catalog(tmp: Path, commits: dict[str, CommitRecord], refs: dict[str, 
             ],
         )  # fmt: skip
         con.executemany("INSERT INTO refs VALUES (?, ?, ?)", [(b, h, at) for b, (h, at) in sorted(refs.items())])
+        con.executemany("INSERT INTO tags VALUES (?, ?, ?)", [(t, h, at) for t, (h, at) in sorted(tags.items())])
         con.execute("COMMIT")
         con.execute("PRAGMA journal_mode=WAL")  # what RefStore expects; persistent in the header
         if con.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
@@ -231,7 +269,11 @@ def _keep_aside(catalog: Path) -> Path | None:
 
 
 def _journal_rebuild(
-    root: Path, commits: dict[str, CommitRecord], journal: Journal, refs: dict[str, tuple[str, float]]
+    root: Path,
+    commits: dict[str, CommitRecord],
+    journal: Journal,
+    refs: dict[str, tuple[str, float]],
+    tags: dict[str, tuple[str, float]],
 ) -> None:
     """Journal what the rebuild decided, so that replaying the journal gives the rebuilt refs (best effort).
 
@@ -253,3 +295,9 @@ def _journal_rebuild(
             store._journal_event(top, REBUILD_OP, branch, head)
     for branch in sorted(set(journaled) - set(refs)):
         store._journal_event(top, "delete", branch, journaled[branch][0])
+    journaled_tags = journal.tags()
+    for tag, (commit_hash, _at) in sorted(tags.items()):
+        if journaled_tags.get(tag, ("",))[0] != commit_hash:
+            store._journal_event(top, TAG_OP, tag, commit_hash)
+    for tag in sorted(set(journaled_tags) - set(tags)):
+        store._journal_event(top, UNTAG_OP, tag, journaled_tags[tag][0])

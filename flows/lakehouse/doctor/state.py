@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..names import MAIN
-from ..refs import JOURNAL_DIR, commit_hash_of
+from ..refs import JOURNAL_DIR, TAG_OP, UNTAG_OP, commit_hash_of
 from ..storage import on_read_only_fs, readonly_uri
 
 CATALOG_FILE = "catalog.db"
@@ -68,6 +68,7 @@ class RebuildReport:
     branches: list[BranchOutcome]
     damaged_copy: Path | None  # where the old catalog was kept
     sources: list[str]  # what the commits came from: "journal", "old catalog"
+    tags: list[BranchOutcome] = field(default_factory=list)  # each tag kept or dropped (a tag is never rolled back)
 
 
 @dataclass
@@ -98,6 +99,7 @@ class CommitRecord:
 class CatalogState:
     commits: dict[str, CommitRecord]
     refs: dict[str, tuple[str, float]]  # branch -> (head, created_at)
+    tags: dict[str, tuple[str, float]] = field(default_factory=dict)  # tag -> (commit, created_at)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ class Journal:
         for event in self.events:
             if event.kind == "c" and event.op == REBUILD_OP:
                 continue  # a commit journaled by a rebuild: it moved no branch
+            if event.op in (TAG_OP, UNTAG_OP):
+                continue  # a tag's entry: see tags()
             if event.op == "delete":
                 heads.pop(event.branch, None)
                 history.pop(event.branch, None)
@@ -132,6 +136,16 @@ class Journal:
             heads[event.branch] = (event.hash, created)
             history.setdefault(event.branch, []).append(event.hash)
         return heads, history
+
+    def tags(self) -> dict[str, tuple[str, float]]:
+        """Each tag after every entry: (commit, created_at). Tags never move: an entry makes or deletes one."""
+        found: dict[str, tuple[str, float]] = {}
+        for event in self.events:
+            if event.op == TAG_OP:
+                found[event.branch] = (event.hash, event.time_ns / 1e9)
+            elif event.op == UNTAG_OP:
+                found.pop(event.branch, None)
+        return found
 
 
 def read_journal(root: Path) -> Journal:
@@ -250,11 +264,16 @@ def read_catalog(path: Path) -> tuple[CatalogState | None, list[str]]:
             except ValueError:
                 problems.append(f"lakehouse catalog {path}: commit {h[:12]} has a table list that is not JSON")
         refs = {name: (h, at) for name, h, at in con.execute("SELECT name, hash, created_at FROM refs")}
+        tags = (
+            {name: (h, at) for name, h, at in con.execute("SELECT name, hash, created_at FROM tags")}
+            if "tags" in names  # a catalog made before tags existed has no tags table: no tags
+            else {}
+        )
         if MAIN not in refs:
             problems.append(f"lakehouse catalog {path} has no main branch")
         if problems:
             return None, problems
-        return CatalogState(commits, refs), []
+        return CatalogState(commits, refs, tags), []
     except sqlite3.Error as exc:
         return None, [f"lakehouse catalog {path} is corrupt ({str(exc).splitlines()[0] if str(exc) else exc})"]
     finally:
