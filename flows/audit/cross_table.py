@@ -148,6 +148,32 @@ class CrossTableMetrics:
         return {"ref": self.ref, "namespace": self.namespace or self.default_namespace}
 
 
+def check_group_checkpoints(
+    member_checkpoints: list[str],
+    checkpoint: str | None,
+    *,
+    members: dict[str, str],
+    namespace: str | None,
+    default_namespace: str,
+    gx_dir: Path | str | None = None,
+) -> None:
+    """Before a group run writes anything: every member's checkpoint loads, and the group's cross-table rules
+    (``checkpoint``, None: none) run on member tables only. Raises AuditConfigError naming the first problem."""
+    with _GX_LOCK:
+        context = get_context(gx_dir)
+        for name in member_checkpoints:
+            _load_checkpoint(context, name)
+        if checkpoint is not None:
+            _checked_rules(_load_checkpoint(context, checkpoint, group=True), members, namespace, default_namespace)
+
+
+def _checked_rules(stored: Any, members: dict[str, str], namespace: str | None, default_namespace: str) -> None:
+    suite = stored.validation_definitions[0].suite
+    problems = check_cross_table_rules(suite.expectation_configurations, members, namespace, default_namespace)
+    if problems:
+        raise CrossTableRuleError(f"suite {suite.name!r} (checkpoint {stored.name!r}): {problems[0]}")
+
+
 def audit_cross_table_rules(
     client: LakehouseClient,
     checkpoint: str,
@@ -167,10 +193,7 @@ def audit_cross_table_rules(
     with _GX_LOCK:
         context = get_context(gx_dir)
         stored = _load_checkpoint(context, checkpoint, group=True)
-        suite = stored.validation_definitions[0].suite
-        problems = check_cross_table_rules(suite.expectation_configurations, members, namespace, default_namespace)
-        if problems:
-            raise CrossTableRuleError(f"suite {suite.name!r}: {problems[0]}")
+        _checked_rules(stored, members, namespace, default_namespace)  # edited since the run began, perhaps
         metrics = CrossTableMetrics(client, ref, namespace, default_namespace)
         inputs = {GROUP: _Input(pd.DataFrame(), rows, metrics)}
         return _run_stored(context, stored, inputs, {}, None, run_name)

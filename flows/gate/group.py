@@ -22,7 +22,7 @@ from prefect.context import FlowRunContext
 from prefect.transactions import transaction
 
 from flows.audit import AuditResult
-from flows.audit.cross_table import audit_cross_table_rules
+from flows.audit.cross_table import audit_cross_table_rules, check_group_checkpoints
 from flows.datasets import Dataset, DatasetError, Group, get_dataset, get_group
 from flows.gate.flow import audit_branch_table, reraise_prefect_failure, write_to_branch
 from flows.gate.guards import audit_commit_properties, branch_must_exist, check_branch_unchanged, delete_quietly
@@ -169,6 +169,13 @@ def wap_group(
         raise DatasetError(f"--source {unknown[0]}=...: {unknown[0]!r} is not a member of group {group}")
     target = Lakehouse(backend or default_backend(), str(lakehouse or default_lakehouse()))
     check_group_runs_here(spec, members, target)
+    check_group_checkpoints(
+        [m.checkpoint for m in members],
+        spec.checkpoint,
+        members={m.fqn: m.name for m in members},
+        namespace=group_namespace(members),
+        default_namespace=DEFAULT_NAMESPACE,
+    )
     branch = validate_gate_branch(branch or default_branch_name(spec.name))
     outcome = GroupOutcome(
         spec.name,

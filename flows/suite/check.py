@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from flows.audit.gx_project import BATCH, TABLE, TABLE_BATCH_DEFINITION_NAME
-from flows.datasets import Dataset
+from flows.audit.gx_project import BATCH, GROUP, GROUP_BATCH_DEFINITION_NAME, TABLE, TABLE_BATCH_DEFINITION_NAME
+from flows.datasets import Dataset, Group
 from flows.shorten import shorten
 
 from .listing import column_of
@@ -125,6 +125,12 @@ def check_suites(
         checkpoints = [datasets[0].checkpoint]
         vds = project.validation_definitions_of(checkpoints[0])
         suites = list(dict.fromkeys(s for vd in vds if (s := project.suite_of(vd))))
+    elif dataset in project.groups:  # a group: its declaration, its cross-table rules, and each member's chain
+        group = project.groups[dataset]
+        datasets = [project.datasets[m] for m in group.members]
+        checkpoints = [d.checkpoint for d in datasets] + ([group.checkpoint] if group.checkpoint else [])
+        vds = [vd for cp in checkpoints for vd in project.validation_definitions_of(cp)]
+        suites = list(dict.fromkeys(s for vd in vds if (s := project.suite_of(vd))))
     elif dataset in project.suites:  # a suite being drafted, before any dataset declares it
         datasets, suites = [], [dataset]
         checkpoints = project.checkpoints_using(dataset)
@@ -139,6 +145,12 @@ def check_suites(
         report.problems.append(Problem(project.config_path, project.config_error))
     if project.datasets_error:
         report.problems.append(Problem(project.datasets_path, project.datasets_error))
+    if project.groups_error:
+        report.problems.append(Problem(project.datasets_path, project.groups_error))
+    in_scope = [g for g in project.groups.values() if dataset is None or dataset == g.name]
+    group_checkpoints = {g.checkpoint for g in project.groups.values() if g.checkpoint}
+    for group in in_scope:
+        report.problems += _check_group(project, group)
     for declared in datasets:
         if declared.checkpoint not in project.checkpoints:
             missing = display_path(project.checkpoint_path(declared.checkpoint))
@@ -150,7 +162,7 @@ def check_suites(
                 )
             )
     for name in checkpoints:
-        report.problems += _check_checkpoint(project, name, report.files)
+        report.problems += _check_checkpoint(project, name, report.files, group=name in group_checkpoints)
     for name in vds:
         report.problems += _check_validation_definition(project, name, report.files)
 
@@ -175,7 +187,9 @@ def check_suites(
                 report.notes.append(f"columns of {d} checked against {known.origin} ({len(known.columns)} columns)")
             else:
                 report.notes.append(f"columns of {d} not checked: {known}; pass --source URI to check them")
-        if not users:
+        if not users and project.groups_using(name):
+            report.notes.append(f"suite {name}: cross-table rules of group {', '.join(project.groups_using(name))}")
+        elif not users:
             hint = "; pass --source URI to check them" if dataset else ""
             report.notes.append(f"columns of suite {name} not checked: no declared dataset uses it{hint}")
 
@@ -186,7 +200,51 @@ def check_suites(
     return report
 
 
-def _check_checkpoint(project: GxProject, name: str, files: list[Path]) -> list[Problem]:
+def _check_group(project: GxProject, group: Group) -> list[Problem]:
+    """A group's checkpoint exists, and each of its cross-table rules runs on member tables only."""
+    from flows.audit.cross_table import check_cross_table_rules
+    from flows.lakehouse import DEFAULT_NAMESPACE
+
+    where = f"group {group.name!r}"
+    if group.checkpoint is None:
+        return []
+    if group.checkpoint not in project.checkpoints:
+        missing = display_path(project.checkpoint_path(group.checkpoint))
+        return [Problem(project.datasets_path, f"checkpoint {group.checkpoint!r} does not exist ({missing})", where)]
+    members = [project.datasets[m] for m in group.members]
+    namespaces = {m.namespace for m in members}
+    problems = []
+    for vd in project.validation_definitions_of(group.checkpoint):
+        suite = project.suite_of(vd)
+        file = project.suites.get(suite or "")
+        if file is None or file.data is None:
+            continue  # reported on the validation definition, or as the suite's own parse error
+        configurations = [_RawExpectation(e) for e in file.expectations if isinstance(e, dict)]
+        for message in check_cross_table_rules(
+            configurations, {m.fqn: m.name for m in members}, namespaces.pop() if len(namespaces) == 1 else None,
+            DEFAULT_NAMESPACE,
+        ):  # fmt: skip
+            problems.append(Problem(file.path, message, where=f"cross-table rules of {where}"))
+    return problems
+
+
+@dataclass(frozen=True)
+class _RawExpectation:
+    """An expectation of a suite file as `check_cross_table_rules` reads it (type and kwargs)."""
+
+    raw: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.raw.get("type"))
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        kwargs = self.raw.get("kwargs")
+        return kwargs if isinstance(kwargs, dict) else {}
+
+
+def _check_checkpoint(project: GxProject, name: str, files: list[Path], *, group: bool = False) -> list[Problem]:
     file = project.checkpoints.get(name)
     if file is None:
         return []  # reported on the dataset declaration that names it
@@ -198,7 +256,23 @@ def _check_checkpoint(project: GxProject, name: str, files: list[Path]) -> list[
     if not isinstance(refs, list) or not refs:
         return [Problem(file.path, "'validation_definitions' must be a non-empty list of {id, name} references")]
     roles = [project.validates(_ref_name(ref)) for ref in refs]
-    if roles.count(BATCH) != 1 or roles.count(TABLE) > 1:
+    if group and roles != [GROUP]:
+        problems.append(
+            Problem(
+                file.path,
+                f"is a group's checkpoint: it must validate exactly one suite of cross-table rules (batch definition"
+                f" {GROUP_BATCH_DEFINITION_NAME!r})",
+            )
+        )
+    elif not group and GROUP in roles:
+        problems.append(
+            Problem(
+                file.path,
+                f"validates cross-table rules (batch definition {GROUP_BATCH_DEFINITION_NAME!r}) but no group names it"
+                " as its checkpoint in datasets.yml",
+            )
+        )
+    elif not group and (roles.count(BATCH) != 1 or roles.count(TABLE) > 1):
         problems.append(
             Problem(
                 file.path,

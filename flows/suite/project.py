@@ -4,7 +4,7 @@ datasets declared in gx/datasets.yml, read as plain JSON (GX's own loader stops 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import yaml
 
 from flows.audit import AuditConfigError
 from flows.audit.gx_project import BATCH, validates
-from flows.datasets import Dataset, DatasetError, datasets_file, gx_dir, load_datasets
+from flows.datasets import Dataset, DatasetError, Group, datasets_file, gx_dir, load_datasets, load_groups
 
 SUITES_DIR = "expectations"
 VALIDATION_DEFINITIONS_DIR = "validation_definitions"
@@ -59,6 +59,8 @@ class GxProject:
     datasets_path: Path
     datasets: dict[str, Dataset]
     datasets_error: str | None
+    groups: dict[str, Group] = field(default_factory=dict)
+    groups_error: str | None = None  # a group declaration that would be refused at run start
 
     @property
     def config_path(self) -> Path:
@@ -102,6 +104,11 @@ class GxProject:
 
     def datasets_using(self, suite: str) -> list[str]:
         return sorted(d.name for d in self.datasets.values() if suite in self.suites_of_checkpoint(d.checkpoint))
+
+    def groups_using(self, suite: str) -> list[str]:
+        return sorted(
+            g.name for g in self.groups.values() if g.checkpoint and suite in self.suites_of_checkpoint(g.checkpoint)
+        )
 
 
 def _ref_name(ref: Any) -> str | None:
@@ -164,12 +171,18 @@ def load_project(root: Path | str | None = None, datasets_path: Path | None = No
     datasources, config_error = _datasources(root / CONFIG_FILE)
     datasets_path = datasets_path or datasets_file()
     datasets: dict[str, Dataset] = {}
-    datasets_error = None
+    groups: dict[str, Group] = {}
+    datasets_error = groups_error = None
     if datasets_path.exists():
         try:
             datasets = load_datasets(datasets_path)
         except (DatasetError, ValueError) as exc:  # InvalidNameError is a ValueError too
             datasets_error = " ".join(str(exc).split())
+        else:
+            try:
+                groups = load_groups(datasets_path)
+            except (DatasetError, ValueError) as exc:
+                groups_error = " ".join(str(exc).split())
     return GxProject(
         root=root,
         suites=_json_files(root / SUITES_DIR, "suite", nested=True),
@@ -180,6 +193,8 @@ def load_project(root: Path | str | None = None, datasets_path: Path | None = No
         datasets_path=datasets_path,
         datasets=datasets,
         datasets_error=datasets_error,
+        groups=groups,
+        groups_error=groups_error,
     )
 
 
