@@ -29,7 +29,6 @@ from flows.gate.guards import audit_commit_properties, branch_must_exist, check_
 from flows.gate.naming import default_branch_name, validate_gate_branch
 from flows.gate.outcome import (
     CROSS_TABLE_RULES,
-    AuditFailedError,
     GateOutcome,
     GroupAuditFailedError,
     GroupOutcome,
@@ -208,12 +207,10 @@ def wap_group(
             pause_point("audit")
             failures: dict[str, AuditResult] = {}
             for member in members:
-                try:
-                    outcome.members[member.name].audit = audit_branch_table(
-                        target, member, branch, written[member.name]
-                    )
-                except AuditFailedError as exc:
-                    outcome.members[member.name].audit = failures[member.name] = exc.result
+                audit = audit_branch_table(target, member, branch, written[member.name], raise_on_failure=False)
+                outcome.members[member.name].audit = audit
+                if not audit.success:
+                    failures[member.name] = audit
             if spec.checkpoint is not None:
                 rows = sum(w.rows for w in written.values())
                 outcome.cross = audit_group_tables(target, spec, members, branch, head, rows)
