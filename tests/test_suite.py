@@ -119,7 +119,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     orders = generate_orders(2000, seed=1)
     titanic = generate_titanic(891, seed=4)
     files = {
-        "orders": write_csv(orders, folder / "orders.csv"),
+        "sales": write_csv(orders, folder / "orders.csv"),
         "orders_other_day": write_csv(generate_orders(1500, seed=9), folder / "orders_other_day.csv"),
         "titanic": write_csv(titanic, folder / "titanic.csv"),
         "titanic_other": write_csv(generate_titanic(1500, seed=11), folder / "titanic_other.csv"),
@@ -136,11 +136,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def orders_gx(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Path]) -> Path:
-    """A gx/ copy where `wap suite init orders` (the real command) declared and bootstrapped `orders`."""
-    gx = copy_gx(tmp_path_factory.mktemp("orders") / "gx")
-    result = run_cli("suite", "init", "orders", "--source", str(data["orders"]), env=gx_env(gx))
+    """A gx/ copy where `wap suite init sales` (the real command) declared and bootstrapped `sales`."""
+    gx = copy_gx(tmp_path_factory.mktemp("sales") / "gx")
+    result = run_cli("suite", "init", "sales", "--source", str(data["sales"]), env=gx_env(gx))
     assert_exit(result, 0)
-    assert "wrote" in result.stdout and "declared dataset orders" in result.stdout
+    assert "wrote" in result.stdout and "declared dataset sales" in result.stdout
     return gx
 
 
@@ -152,47 +152,47 @@ def _audit(path: Path, checkpoint: str, gx: Path):
 @pytest.mark.slow
 def test_init_declares_and_bootstraps_everything_wap_run_needs(orders_gx: Path, data: dict[str, Path]):
     declared = yaml.safe_load((orders_gx / "datasets.yml").read_text())["datasets"]
-    assert declared["orders"] == {
-        "source": str(data["orders"]),
-        "table": "orders",
+    assert declared["sales"] == {
+        "source": str(data["sales"]),
+        "table": "sales",
         "namespace": "bauplan",
-        "checkpoint": "orders",
+        "checkpoint": "sales",
         "schedule": None,
         "mode": "replace",  # declared explicitly, so that users see the option
     }
     assert "titanic" in declared  # the other declarations are kept...
     assert (orders_gx / "datasets.yml").read_text().startswith("# Datasets the WAP gate knows")  # ...and the docs
     for folder in ("expectations", "validation_definitions", "checkpoints"):
-        assert (orders_gx / folder / "orders.json").is_file()
-    assert "orders:" in (orders_gx / "great_expectations.yml").read_text()  # the dataframe asset
+        assert (orders_gx / folder / "sales.json").is_file()
+    assert "sales:" in (orders_gx / "great_expectations.yml").read_text()  # the dataframe asset
     # A starter table suite, validated by the same checkpoint on the table as it would be published.
-    table_suite = json.loads((orders_gx / "expectations" / "orders_table.json").read_text())
+    table_suite = json.loads((orders_gx / "expectations" / "sales_table.json").read_text())
     rules = {(e["type"], e["kwargs"].get("column")) for e in table_suite["expectations"]}
     row_count = next(e for e in table_suite["expectations"] if e["type"] == "expect_table_row_count_to_be_between")
     assert row_count["kwargs"]["min_value"] == {"$PARAMETER": "main_row_count"}
     unique_in_batch = {
         e["kwargs"]["column"]
-        for e in json.loads((orders_gx / "expectations" / "orders.json").read_text())["expectations"]
+        for e in json.loads((orders_gx / "expectations" / "sales.json").read_text())["expectations"]
         if e["type"] == "expect_column_values_to_be_unique"
     }
     assert unique_in_batch and {("expect_column_values_to_be_unique", c) for c in unique_in_batch} <= rules
-    definition = json.loads((orders_gx / "validation_definitions" / "orders_table.json").read_text())
+    definition = json.loads((orders_gx / "validation_definitions" / "sales_table.json").read_text())
     assert definition["data"]["batch_definition"]["name"] == "published_table"
-    checkpoint = json.loads((orders_gx / "checkpoints" / "orders.json").read_text())
-    assert [vd["name"] for vd in checkpoint["validation_definitions"]] == ["orders", "orders_table"]
+    checkpoint = json.loads((orders_gx / "checkpoints" / "sales.json").read_text())
+    assert [vd["name"] for vd in checkpoint["validation_definitions"]] == ["sales", "sales_table"]
 
 
 @pytest.mark.slow
 def test_init_keeps_an_edited_table_suite(tmp_path: Path, data: dict[str, Path]):
     """The table suite is the user's once written: a forced init regenerates the batch suite, not it."""
     gx = copy_gx(tmp_path / "gx")
-    assert_exit(run_cli("suite", "init", "orders", "--source", str(data["orders"]), env=gx_env(gx)), 0)
-    path = gx / "expectations" / "orders_table.json"
+    assert_exit(run_cli("suite", "init", "sales", "--source", str(data["sales"]), env=gx_env(gx)), 0)
+    path = gx / "expectations" / "sales_table.json"
     edited = json.loads(path.read_text())
     edited["expectations"] = edited["expectations"][:1]
     path.write_text(json.dumps(edited, indent=2))
     before = path.read_bytes()
-    forced = run_cli("suite", "init", "orders", "--source", str(data["orders"]), "--force", env=gx_env(gx))
+    forced = run_cli("suite", "init", "sales", "--source", str(data["sales"]), "--force", env=gx_env(gx))
     assert_exit(forced, 0)
     assert path.read_bytes() == before
     assert "starter table suite" not in forced.stdout
@@ -200,7 +200,7 @@ def test_init_keeps_an_edited_table_suite(tmp_path: Path, data: dict[str, Path])
 
 @pytest.mark.slow
 def test_init_writes_the_expected_starter_rules(orders_gx: Path):
-    suite = json.loads((orders_gx / "expectations" / "orders.json").read_text())
+    suite = json.loads((orders_gx / "expectations" / "sales.json").read_text())
     rules = {(e["type"], e["kwargs"].get("column")): e["kwargs"] for e in suite["expectations"]}
     assert rules[("expect_table_columns_to_match_set", None)]["column_set"][0] == "order_id"
     assert rules[("expect_table_row_count_to_be_between", None)] == {"min_value": 200, "max_value": 20000}
@@ -229,11 +229,11 @@ def test_init_writes_the_expected_starter_rules(orders_gx: Path):
 
 @pytest.mark.slow
 def test_init_suite_passes_clean_orders_and_blocks_each_corruption(orders_gx: Path, data: dict[str, Path]):
-    for clean in ("orders", "orders_other_day"):  # the profiled file and another day's load
-        result = _audit(data[clean], "orders", orders_gx)
+    for clean in ("sales", "orders_other_day"):  # the profiled file and another day's load
+        result = _audit(data[clean], "sales", orders_gx)
         assert result.success, [(e.expectation_type, e.column, e.observed_value) for e in result.failed]
     for kind, (_, expectation, column) in ORDER_CORRUPTIONS.items():
-        result = _audit(data[f"orders_{kind}"], "orders", orders_gx)
+        result = _audit(data[f"orders_{kind}"], "sales", orders_gx)
         assert not result.success, kind
         assert any(expectation in e.expectation_type and e.column == column for e in result.failed), (
             kind,
@@ -274,25 +274,25 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path, data: dict[str,
 def test_init_force_regenerates_and_keeps_ids(tmp_path: Path, data: dict[str, Path]):
     gx = copy_gx(tmp_path / "gx")
     kwargs = {"gx_root": gx, "datasets_path": gx / "datasets.yml"}
-    init_suite("orders", str(data["orders"]), **kwargs)
-    first = (gx / "expectations" / "orders.json").read_text()
+    init_suite("sales", str(data["sales"]), **kwargs)
+    first = (gx / "expectations" / "sales.json").read_text()
     # A rerun on the same source finds exactly what it generates: it succeeds and writes nothing
     # (so a rerun after an interrupted or unsure init needs no --force)...
-    rerun = init_suite("orders", str(data["orders"]), **kwargs)
+    rerun = init_suite("sales", str(data["sales"]), **kwargs)
     assert rerun.written == [] and rerun.overwritten == [] and rerun.declaration == "unchanged"
     # ...but a suite someone edited, or another day's data, is not replaced without --force.
     with pytest.raises(ValueError, match="already exists"):
-        init_suite("orders", str(data["orders_other_day"]), **kwargs)
-    assert (gx / "expectations" / "orders.json").read_text() == first
+        init_suite("sales", str(data["orders_other_day"]), **kwargs)
+    assert (gx / "expectations" / "sales.json").read_text() == first
     edited = first.replace("Starter suite generated", "Reviewed suite, first generated", 1)
     assert edited != first
-    (gx / "expectations" / "orders.json").write_text(edited)
+    (gx / "expectations" / "sales.json").write_text(edited)
     with pytest.raises(ValueError, match="already exists"):
-        init_suite("orders", str(data["orders"]), **kwargs)
-    again = init_suite("orders", str(data["orders"]), force=True, **kwargs)
+        init_suite("sales", str(data["sales"]), **kwargs)
+    again = init_suite("sales", str(data["sales"]), force=True, **kwargs)
     assert again.declaration == "unchanged" and again.overwritten
     # Same data, same suite, same expectation ids: regenerating leaves git clean.
-    assert (gx / "expectations" / "orders.json").read_text() == first
+    assert (gx / "expectations" / "sales.json").read_text() == first
 
 
 def test_init_types_match_what_the_gate_sees_after_the_lakehouse(tmp_path: Path):
@@ -551,7 +551,7 @@ def test_list_and_show(orders_gx: Path):
     listed = run_cli("suite", "list", env=env)
     assert_exit(listed, 0)
     rows = {line.split("│")[1].strip(): line for line in listed.stdout.splitlines() if line.count("│") >= 5}
-    assert {"orders", "titanic"} <= set(rows)
+    assert {"sales", "titanic"} <= set(rows)
     titanic_row = [cell.strip() for cell in rows["titanic"].split("│")[1:-1]]
     assert titanic_row[:4] == ["titanic", "titanic", "35", "titanic"]
 
@@ -648,13 +648,13 @@ def test_diff_matches_by_id_then_by_type_and_column():
 def test_dataset_declared_by_init_runs_end_to_end(orders_gx: Path, prefect_api: str, tmp_path: Path):
     lake = tmp_path / "lake"
     env = {**gx_env(orders_gx), "PREFECT_API_URL": prefect_api}
-    result = run_cli("run", "orders", "--lakehouse", str(lake), env=env)
+    result = run_cli("run", "sales", "--lakehouse", str(lake), env=env)
     assert_exit(result, 0)
-    assert "published orders: 2000 rows" in result.stdout
+    assert "published sales: 2000 rows" in result.stdout
     client = connect("local", lake)
-    assert client.get_table("orders", MAIN, namespace="bauplan").records == 2000
+    assert client.get_table("sales", MAIN, namespace="bauplan").records == 2000
     assert [b.name for b in client.get_branches()] == [MAIN]
     # Now the table exists, `check` takes the columns from it.
-    report = check_suites("orders", lakehouse=str(lake), project=load_project(orders_gx, orders_gx / "datasets.yml"))
+    report = check_suites("sales", lakehouse=str(lake), project=load_project(orders_gx, orders_gx / "datasets.yml"))
     assert report.errors == []
-    assert any("checked against table bauplan.orders on main" in n for n in report.notes)
+    assert any("checked against table bauplan.sales on main" in n for n in report.notes)
