@@ -135,7 +135,8 @@ def log(
     lakehouse: LakehousePath = ".lakehouse",
     as_json: JsonOutput = False,
 ) -> None:
-    """Show the commits of a ref, newest first, with their properties.
+    """Show the commits of a ref, newest first, with their properties; `kind` marks publishes and reverts (REVERT
+    ... to <commit>: <reason>).
 
     --json: [{"commit": full hash, "time": ISO 8601 UTC, "author", "message", "properties": {key: value}}, ...].
     """
@@ -155,11 +156,23 @@ def log(
                 ]
             )
             return
-        table = Table("commit", "time", "author", "message", "properties")
+        table = Table("commit", "time", "author", "kind", "message", "properties")
         for c in commits:
             props = "\n".join(f"{k}={v}" for k, v in sorted(c.properties.items()))
-            table.add_row(c.hash[:12], _utc_iso(c.authored_date), c.author, c.message, props)
+            table.add_row(c.hash[:12], _utc_iso(c.authored_date), c.author, commit_kind(c.properties), c.message, props)
         print_table(table)
+
+
+def commit_kind(props: dict[str, str]) -> str:
+    """What the gate made this commit for, at a glance: a publish (of a dataset or a group) or a revert (with why)."""
+    if "wap.revert.to" in props:
+        what = props.get("wap.revert.group") or props.get("wap.revert.datasets", "")
+        return f"REVERT {what} to {props['wap.revert.to'][:12]}: {props.get('wap.revert.reason', '')}"
+    if props.get("wap.group"):
+        return f"publish group {props['wap.group']}"
+    if props.get("wap.dataset"):
+        return f"publish {props['wap.dataset']}"
+    return ""
 
 
 @app.command()

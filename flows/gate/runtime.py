@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 def pause_point(step: str) -> None:
     """Fault injection for the integrity tests: with ``WAP_PAUSE_AT=<step>`` the gate stops itself (SIGSTOP)
-    just before that step (``audit`` or ``publish``), so a test can change the branch under a run that is
-    provably at that point, then let it go on with SIGCONT. Unset, this does nothing."""
+    just before that step (``audit`` or ``publish``; ``revert_merge``: a revert's merge into main), so a test can
+    change the branch (or main) under a run that is provably at that point, then let it go on with SIGCONT.
+    Unset, this does nothing."""
     if os.environ.get("WAP_PAUSE_AT") == step:
         import signal
 

@@ -54,7 +54,7 @@ from .errors import (
     TableNotFoundError,
 )
 from .models import Branch, Commit, ImportState, TableField, TableInfo, Tag
-from .names import MAIN, resolve_table_name, validate_branch, validate_tag
+from .names import MAIN, resolve_table_name, split_ref, validate_branch, validate_tag
 from .refs import JOURNAL_DIR, WRITERS_LOCK, RefStore
 from .sources import Source, open_source
 from .storage import RECOVER_HINT, storage_error
@@ -311,7 +311,7 @@ class LocalClient:
         without `replace` (TableExistsError), a table already in that state (NothingToRevertError)."""
         ns, name = resolve_table_name(table, namespace)
         key = table_key(ns, name)
-        if self.store.has_tag(validate_branch(into_branch)):
+        if self.store.has_tag(split_ref(into_branch)[0]):
             raise ImmutableTagError(into_branch, "revert a table into")
         target = self._catalog(into_branch, write=True)
         source = self.store.resolve(source_ref)
