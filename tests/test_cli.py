@@ -84,7 +84,7 @@ def test_run_blocked_exits_1_with_one_line(files, env, tmp_path):
         (["run", "titanic", "--source", "/nonexistent/*.csv"], "no file matches source /nonexistent/*.csv"),
         (["run", "titanic", "--branch", "../../etc", "--source", "x.csv"], "invalid branch name"),
         (["run", "titanic", "--backend", "nope"], "unknown backend 'nope'"),
-        (["run"], "give a DATASET or --all"),
+        (["run"], "give one of DATASET, --group NAME or --all"),
         (["query", "drop table titanic"], "only read-only SELECT"),
         (["query", "select * from read_csv('/etc/passwd')"], "Permission"),
         (["tables", "--ref", "nosuchbranch"], "branch not found: nosuchbranch"),
