@@ -310,3 +310,35 @@ def test_wap_run_all_runs_a_group_as_one_unit(tmp_path):
     assert sum(1 for c in log if c.properties.get("wap.dataset") == "titanic") == 1
     # No member was run on its own: only the group's commit touched them.
     assert not any(c.properties.get("wap.dataset") in MEMBERS for c in log)
+
+
+def test_wap_serve_deploys_a_group_as_one_flow_and_its_members_only_with_it(tmp_path, monkeypatch):
+    from flows.gate.deployments import build_deployments
+
+    path = _declarations(tmp_path, {"shop": {"members": list(MEMBERS), "schedule": "0 6 * * *"}})
+    monkeypatch.setenv("WAP_DATASETS", str(path))
+    deployments = {d.name: d for d in build_deployments(backend="local", lakehouse=str(tmp_path / "lake"))}
+    assert set(deployments) == {"titanic", "shop"}  # a member alone would publish apart from its group
+    shop = deployments["shop"]
+    assert shop.flow_name == "wap-group" and shop.parameters["group"] == "shop"
+    assert [s.schedule.cron for s in shop.schedules] == ["0 6 * * *"]
+    assert deployments["titanic"].flow_name == "wap"
+
+
+def test_a_real_group_publish_reverts_as_one_commit(published, tmp_path):
+    """`wap revert --group` on what `wap run --group` really published: every member back, in one new commit."""
+    first = tables_on_main(published)
+    run_group("shop", sources=shop_set(tmp_path / "next", first_order=41, seed=5), lakehouse=str(published))
+    client = connect("local", published)
+    second = client.get_branch(MAIN).hash
+    assert tables_on_main(published) != first
+
+    reverted = run_cli("revert", "--group", "shop", "--reason", "a bad day", "--lakehouse", str(published))
+    assert reverted.returncode == 0, reverted.stdout + reverted.stderr
+    head = client.get_commits(MAIN, limit=1)[0]
+    assert head.parent_hashes[0] == second  # one commit on top of the group's publish
+    assert head.properties["wap.revert.group"] == "shop" and head.properties["wap.revert.reason"] == "a bad day"
+    after = tables_on_main(published)
+    assert {m: state[1] for m, state in after.items()} == {m: state[1] for m, state in first.items()}
+    assert sorted(client.scan("orders", ref=MAIN, namespace="shop").column("id").to_pylist()) == list(range(1, 41))
+    assert [b.name for b in client.get_branches()] == [MAIN]

@@ -266,7 +266,9 @@ def serve(
         from flows.gate.deployments import build_deployments
 
         deployments = build_deployments(backend=backend, lakehouse=lakehouse)
-        out.print(f"serving {len(deployments)} deployment(s): " + ", ".join(f"wap/{d.name}" for d in deployments))
+        out.print(
+            f"serving {len(deployments)} deployment(s): " + ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
+        )
         prefect_serve(*deployments)
 
 
