@@ -35,6 +35,7 @@ from flows.audit.checkpoint import (
 from flows.audit.gx_project import GROUP, SQL_RULE
 
 if TYPE_CHECKING:
+    from flows.datasets import Dataset
     from flows.lakehouse.protocol import LakehouseClient
 
 ROW_COUNT_METRIC, ROWS_METRIC = "unexpected_rows_query.row_count", "unexpected_rows_query.table"
@@ -43,6 +44,12 @@ SAMPLE_ROWS = 200  # GX's MAX_RESULT_RECORDS: as many offending rows as its SQL 
 
 class CrossTableRuleError(AuditConfigError):
     """A cross-table rule that cannot run: not a SQL rule, a placeholder it cannot fill, a table outside the group."""
+
+
+def group_namespace(members: list[Dataset]) -> str | None:
+    """What `{batch}` names in the cross-table rules: the members' namespace, when they share one."""
+    namespaces = {m.namespace for m in members}
+    return namespaces.pop() if len(namespaces) == 1 else None
 
 
 def expand_query(query: str, namespace: str | None) -> str:

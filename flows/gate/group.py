@@ -22,7 +22,7 @@ from prefect.context import FlowRunContext
 from prefect.transactions import transaction
 
 from flows.audit import AuditResult
-from flows.audit.cross_table import audit_cross_table_rules, check_group_checkpoints
+from flows.audit.cross_table import audit_cross_table_rules, check_group_checkpoints, group_namespace
 from flows.datasets import Dataset, DatasetError, Group, get_dataset, get_group
 from flows.gate.flow import audit_branch_table, reraise_prefect_failure, write_to_branch
 from flows.gate.guards import audit_commit_properties, branch_must_exist, check_branch_unchanged, delete_quietly
@@ -44,19 +44,14 @@ from flows.reports import emit_audit_event, publish_audit_artifacts, publish_gro
 
 def check_group_runs_here(group: Group, members: list[Dataset], lakehouse: Lakehouse) -> None:
     """Before any branch exists: what this backend cannot do for a group (bad input, exit 2)."""
-    staged = [m.name for m in members if stages_batch(lakehouse.connect(), m)]
+    client = lakehouse.connect()
+    staged = [m.name for m in members if stages_batch(client, m)]
     if staged:
         # Each append there is isolated on the branch's one staging branch (gate/staging.py), made per run.
         raise DatasetError(
             f"group {group.name}: appends in a group are not supported on {lakehouse.backend} yet"
             f" ({', '.join(staged)}); run those members on their own"
         )
-
-
-def group_namespace(members: list[Dataset]) -> str | None:
-    """What `{batch}` names in the cross-table rules: the members' namespace, when they share one."""
-    namespaces = {m.namespace for m in members}
-    return namespaces.pop() if len(namespaces) == 1 else None
 
 
 @task(name="audit group", task_run_name="audit {group.name} across tables on {branch}", cache_policy=NO_CACHE)

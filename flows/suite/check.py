@@ -202,7 +202,7 @@ def check_suites(
 
 def _check_group(project: GxProject, group: Group) -> list[Problem]:
     """A group's checkpoint exists, and each of its cross-table rules runs on member tables only."""
-    from flows.audit.cross_table import check_cross_table_rules
+    from flows.audit.cross_table import check_cross_table_rules, group_namespace
     from flows.lakehouse import DEFAULT_NAMESPACE
 
     where = f"group {group.name!r}"
@@ -212,7 +212,6 @@ def _check_group(project: GxProject, group: Group) -> list[Problem]:
         missing = display_path(project.checkpoint_path(group.checkpoint))
         return [Problem(project.datasets_path, f"checkpoint {group.checkpoint!r} does not exist ({missing})", where)]
     members = [project.datasets[m] for m in group.members]
-    namespaces = {m.namespace for m in members}
     problems = []
     for vd in project.validation_definitions_of(group.checkpoint):
         suite = project.suite_of(vd)
@@ -221,9 +220,8 @@ def _check_group(project: GxProject, group: Group) -> list[Problem]:
             continue  # reported on the validation definition, or as the suite's own parse error
         configurations = [_RawExpectation(e) for e in file.expectations if isinstance(e, dict)]
         for message in check_cross_table_rules(
-            configurations, {m.fqn: m.name for m in members}, namespaces.pop() if len(namespaces) == 1 else None,
-            DEFAULT_NAMESPACE,
-        ):  # fmt: skip
+            configurations, {m.fqn: m.name for m in members}, group_namespace(members), DEFAULT_NAMESPACE
+        ):
             problems.append(Problem(file.path, message, where=f"cross-table rules of {where}"))
     return problems
 
