@@ -30,8 +30,7 @@ from flows.lakehouse.protocol import EvolvesTableSchema
 
 PROTOCOL = [
     "create_branch", "has_branch", "get_branch", "delete_branch", "get_branches", "get_commits", "merge_branch",
-    "get_tables", "has_table", "get_table", "has_namespace", "create_namespace", "create_table", "import_data",
-    "scan", "query",
+    "get_tables", "has_table", "get_table", "create_table", "import_data", "scan", "query", "info",
 ]  # fmt: skip
 
 

@@ -110,6 +110,7 @@ def test_protocol_lists_the_client_interface() -> None:
         "has_table",
         "has_tag",
         "import_data",
+        "info",
         "merge_branch",
         "query",
         "revert_table",

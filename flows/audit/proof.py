@@ -66,7 +66,9 @@ def relied_proof(client: LakehouseClient, published: str, files: list[str]) -> R
     """The proof recorded by the commit that published exactly ``files`` (main's table at ``published``), if any."""
     if not files:
         return None
-    found = client.get_commits(published, filter_by_properties={FILES_PROPERTY: files_fingerprint(files)}, limit=1)
+    found = list(
+        client.get_commits(published, filter_by_properties={FILES_PROPERTY: files_fingerprint(files)}, limit=1)
+    )
     if not found:
         return None
     try:

@@ -78,6 +78,7 @@ def exit_code_for(exc: BaseException) -> int:
     from flows.audit import AuditConfigError
     from flows.datasets import DatasetError
     from flows.lakehouse import (
+        BackendContractError,
         BackendUnavailableError,
         CatalogUnusableError,
         ConcurrentUpdateError,
@@ -92,6 +93,8 @@ def exit_code_for(exc: BaseException) -> int:
     wap_module = sys.modules.get("flows.gate.outcome")
     if wap_module is not None and isinstance(exc, wap_module.AuditFailedError):
         return EXIT_BLOCKED
+    if isinstance(exc, BackendContractError):  # the SDK changed under this code: ours to fix, not the input
+        return EXIT_INTERNAL
     if isinstance(exc, SchemaMismatchError):  # a batch that does not fit the published table: a verdict
         return EXIT_BLOCKED
     if isinstance(

@@ -32,7 +32,7 @@ def branches(backend: Backend = "local", lakehouse: LakehousePath = ".lakehouse"
     --ref accepts as a prefix.
     """
     with cli_errors():
-        found = lakehouse_client(backend, lakehouse).get_branches()
+        found = list(lakehouse_client(backend, lakehouse).get_branches())
         if as_json:
             print_json([{"branch": b.name, "commit": b.hash} for b in found])
             return
@@ -141,7 +141,7 @@ def log(
     --json: [{"commit": full hash, "time": ISO 8601 UTC, "author", "message", "properties": {key: value}}, ...].
     """
     with cli_errors():
-        commits = lakehouse_client(backend, lakehouse).get_commits(ref, limit=limit)
+        commits = list(lakehouse_client(backend, lakehouse).get_commits(ref, limit=limit))
         if as_json:
             print_json(
                 [
@@ -197,12 +197,14 @@ def query(
     if max_rows is not None and max_rows < 0:
         fail("error: --max-rows must be 0 or more", EXIT_BAD_INPUT)
     with cli_errors():
-        result = lakehouse_client(backend, lakehouse).query(sql, ref=ref)
+        client = lakehouse_client(backend, lakehouse)
         if as_json:
-            rows = result if max_rows is None else result.slice(0, max_rows)
-            print_json(arrow_to_json(rows))
+            # Only the rows asked for are fetched (on Bauplan, only they cross the network).
+            print_json(arrow_to_json(client.query(sql, ref=ref, max_rows=max_rows)))
             return
-        print_table(arrow_to_rich(result, 50 if max_rows is None else max_rows))
+        shown = 50 if max_rows is None else max_rows
+        # One row more than shown, to know whether there are more, never the whole result.
+        print_table(arrow_to_rich(client.query(sql, ref=ref, max_rows=shown + 1), shown))
 
 
 def arrow_to_rich(result, max_rows: int) -> Table:
@@ -210,7 +212,7 @@ def arrow_to_rich(result, max_rows: int) -> Table:
     for row in result.slice(0, max_rows).to_pylist():
         table.add_row(*("" if v is None else str(v) for v in row.values()))
     if result.num_rows > max_rows:
-        table.caption = f"{max_rows} of {result.num_rows} rows"
+        table.caption = f"first {max_rows} rows (more not fetched: --max-rows N to see more)"
     return table
 
 

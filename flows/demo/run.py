@@ -97,7 +97,7 @@ def run_shop_scenes(lakehouse: Path, sources: Path, console: Console) -> None:
     group = run_group("shop", sources=clean, lakehouse=str(lakehouse), backend="local")
     client = connect("local", lakehouse)
     head = client.get_branch(MAIN).hash
-    tables = client.get_commits(MAIN, limit=1)[0].properties.get("wap.tables", "").replace(",", ", ")
+    tables = next(iter(client.get_commits(MAIN, limit=1))).properties.get("wap.tables", "").replace(",", ", ")
     console.print(f"[green]published[/]: one commit {head[:12]} on main touching {tables}", highlight=False)
 
     # Items of the next batch name orders that are in neither the batch nor main: only a rule across tables sees it.

@@ -71,7 +71,7 @@ def check_min_age(older_than: timedelta, *, force: bool, given: str | None = Non
 def _created_at(client: LakehouseClient, branch: Branch) -> datetime:
     if branch.created_at is not None:
         return branch.created_at
-    return client.get_commits(branch.name, limit=1)[0].authored_date
+    return next(iter(client.get_commits(branch.name, limit=1))).authored_date
 
 
 def orphan_grace(older_than: timedelta) -> timedelta:

@@ -25,7 +25,7 @@ def check_branch_unchanged(client: LakehouseClient, branch: str, audited: str) -
     if head == audited:
         return
     try:
-        client.get_commits(f"{branch}@{audited}", limit=1)
+        list(client.get_commits(f"{branch}@{audited}", limit=1))  # consumed: a lazy listing raises when read
     except RefNotFoundError:
         raise BranchChangedError(
             f"branch {branch} was deleted and recreated after the audit: the audited commit {audited[:12]} is not"

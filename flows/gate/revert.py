@@ -102,7 +102,7 @@ def plan_revert(
     label = group or names[0]
     main_head = client.get_branch(MAIN).hash
     pinned = f"{MAIN}@{main_head}"
-    history = client.get_commits(pinned)
+    history = list(client.get_commits(pinned))
     publishes = [c for c in history if any(published(c, n) for n in names)]
     what = f"group {group}" if group else f"dataset {label}"
     reverted: tuple[str, ...]

@@ -1,9 +1,9 @@
 """The lakehouse layer: one client interface, two backends.
 
 `connect()` returns a `LakehouseClient` (protocol.py), whose methods follow `bauplan.Client`'s names and
-parameters (create_branch, has_branch, get_branch, delete_branch, get_branches, create_tag, has_tag, get_tag,
-get_tags, delete_tag, get_commits, merge_branch, get_tables, has_table, get_table, create_table, import_data,
-delete_table, revert_table, scan, query). Optional capabilities are their
+parameters (info, create_branch, has_branch, get_branch, delete_branch, get_branches, create_tag, has_tag,
+get_tag, get_tags, delete_tag, get_commits, merge_branch, get_tables, has_table, get_table, create_table,
+import_data, delete_table, revert_table, scan, query). Optional capabilities are their
 own protocols, checked with isinstance: `ReadsTableFiles` (DuckDB reads the Parquet files directly),
 `EvolvesTableSchema` (`schema: evolve` adds new columns) and `StoredInDirectory` (leases, gc and doctor work
 on the directory). The embedded "local" backend is the default; "bauplan" passes through to the hosted
@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import (
     AuthenticationError,
+    BackendContractError,
     BackendUnavailableError,
     BranchExistsError,
     BranchNotFoundError,
@@ -29,6 +30,7 @@ from .errors import (
     LakehouseError,
     MergeConflictError,
     NothingToRevertError,
+    PermissionDeniedError,
     QueryError,
     RefNameTakenError,
     RefNotFoundError,
@@ -40,7 +42,7 @@ from .errors import (
     TagExistsError,
     TagNotFoundError,
 )
-from .models import Branch, Commit, ImportState, TableField, TableInfo, Tag
+from .models import Branch, Commit, ImportState, InfoState, Ref, TableField, TableInfo, Tag, UserInfo
 from .names import DEFAULT_NAMESPACE, MAIN
 from .protocol import EvolvesTableSchema, LakehouseClient, ReadsTableFiles, StoredInDirectory
 
@@ -77,6 +79,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "MAIN",
     "AuthenticationError",
+    "BackendContractError",
     "BackendUnavailableError",
     "Branch",
     "BranchExistsError",
@@ -87,12 +90,15 @@ __all__ = [
     "ImmutableTagError",
     "ImportFailedError",
     "ImportState",
+    "InfoState",
     "InvalidNameError",
     "LakehouseClient",
     "LakehouseError",
     "MergeConflictError",
     "NothingToRevertError",
+    "PermissionDeniedError",
     "QueryError",
+    "Ref",
     "EvolvesTableSchema",
     "ReadsTableFiles",
     "RefNameTakenError",
@@ -108,6 +114,7 @@ __all__ = [
     "Tag",
     "TagExistsError",
     "TagNotFoundError",
+    "UserInfo",
     "connect",
     "default_backend",
     "default_lakehouse",

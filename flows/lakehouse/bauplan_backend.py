@@ -11,12 +11,12 @@ renames a method or keyword fails the contract test instead of failing in produc
 
 from __future__ import annotations
 
-import contextlib
 import functools
+import hashlib
 import inspect
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ParamSpec, TypeVar, cast
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NoReturn, ParamSpec, TypeVar, cast
 
 import bauplan
 import bauplan.exceptions as bx
@@ -26,6 +26,7 @@ from flows.shorten import shorten
 
 from .errors import (
     AuthenticationError,
+    BackendContractError,
     BackendUnavailableError,
     BranchExistsError,
     BranchNotFoundError,
@@ -35,6 +36,7 @@ from .errors import (
     LakehouseError,
     MergeConflictError,
     NothingToRevertError,
+    PermissionDeniedError,
     QueryError,
     RefNameTakenError,
     RefNotFoundError,
@@ -44,7 +46,7 @@ from .errors import (
     TagExistsError,
     TagNotFoundError,
 )
-from .models import Branch, Commit, ImportState, TableField, TableInfo, Tag
+from .models import Branch, Commit, ImportState, InfoState, TableField, TableInfo, Tag, UserInfo
 from .names import (
     DEFAULT_NAMESPACE,
     MAIN,
@@ -62,23 +64,23 @@ SDK_CLIENT_OPTIONS: tuple[str, ...] = ("profile", "api_key", "client_timeout", "
 
 # Every SDK method this module calls, with the exact keywords it passes (always all of them, by name).
 SDK_CALLS: dict[str, tuple[str, ...]] = {
-    "create_branch": ("branch", "from_ref"),
+    "info": (),
+    "create_branch": ("branch", "from_ref", "if_not_exists"),
     "has_branch": ("branch",),
     "get_branch": ("branch",),
-    "delete_branch": ("branch",),
-    "get_branches": (),
+    "delete_branch": ("branch", "if_exists"),
+    "get_branches": ("name", "user", "limit"),
     "create_tag": ("tag", "from_ref"),
     "has_tag": ("tag",),
     "get_tag": ("tag",),
     "get_tags": (),
     "delete_tag": ("tag",),
     "get_commits": ("ref", "filter_by_properties", "limit"),
-    "merge_branch": ("source_ref", "into_branch", "commit_message", "commit_properties"),
+    "merge_branch": ("source_ref", "into_branch", "commit_message", "commit_body", "commit_properties"),
     "get_tables": ("ref", "filter_by_namespace"),
     "has_table": ("table", "ref", "namespace"),
     "get_table": ("table", "ref", "namespace"),
-    "has_namespace": ("namespace", "ref"),
-    "create_namespace": ("namespace", "branch"),
+    "create_namespace": ("namespace", "branch", "if_not_exists"),
     "create_table": ("table", "search_uri", "branch", "namespace", "replace"),
     "import_data": ("table", "search_uri", "branch", "namespace"),
     "delete_table": ("table", "branch", "namespace"),
@@ -92,11 +94,27 @@ SDK_CALLS: dict[str, tuple[str, ...]] = {
         "commit_properties",
     ),
     "scan": ("table", "ref", "columns", "filters", "limit", "namespace"),
-    "query": ("query", "ref", "namespace"),
+    "query": ("query", "ref", "namespace", "max_rows"),
 }
 
 # `TableDataImportState.job_status` values meaning the job finished well (the SDK documents "SUCCESS").
 _JOB_SUCCESS = frozenset({"SUCCESS", "SUCCEEDED", "COMPLETE", "COMPLETED"})
+# Outcomes of a job that did not fail on its data: the runner timed out or lost its heartbeat. Retried (the write
+# task retries BackendUnavailableError); FAILED, CANCELLED and anything else are the import's verdict.
+_JOB_TRANSIENT = frozenset({"TIMEOUT", "TIMED_OUT", "HEARTBEAT_FAILURE"})
+# What each *ForbiddenError refused, for the one-line error.
+_FORBIDDEN = {
+    "create_branch": "create branch {branch}",
+    "delete_branch": "delete branch {branch}",
+    "merge_branch": "merge {source_ref} into {into_branch}",
+    "create_tag": "create tag {tag}",
+    "delete_tag": "delete tag {tag}",
+    "create_table": "create table {table} on {branch}",
+    "import_data": "import into {table} on {branch}",
+    "delete_table": "delete table {table} on {branch}",
+    "revert_table": "revert table {table} on {into_branch}",
+}
+BRANCH_RULE = "Bauplan lets a user create only branches named <username>.<name>"
 _MAX_DETAIL = 500
 _IMPORT_OPERATIONS = frozenset({"create_table", "import_data"})
 _QUERY_OPERATIONS = frozenset({"scan", "query"})
@@ -104,6 +122,9 @@ _QUERY_OPERATIONS = frozenset({"scan", "query"})
 # "transport error: io: failed to lookup address information" when the service is unreachable.
 _TRANSIENT_HINTS = ("transport error", "timed out", "timeout", "connection", "unavailable", "dns error")
 
+
+# What `info()` answered for each set of credentials (see BauplanClient.info).
+_INFOS: dict[tuple[Any, ...], InfoState] = {}
 
 # ----------------------------------------------------------------------------- secrets
 
@@ -204,6 +225,25 @@ def _is_transient_text(exc: BaseException) -> bool:
     return any(hint in text for hint in _TRANSIENT_HINTS)
 
 
+def _forbidden_message(exc: BaseException, op: str, context: Mapping[str, Any], detail: str) -> str:
+    refused = _FORBIDDEN.get(op)
+    what = refused.format_map(_Unknown({k: v for k, v in context.items() if isinstance(v, str)})) if refused else None
+    message = f"bauplan {op}: permission denied" + (f": you may not {what}" if what else "") + f": {detail}"
+    if isinstance(exc, bx.CreateBranchForbiddenError) or op == "create_branch":
+        branch = context.get("branch")
+        user = context.get("__user__")  # the username, once info() answered
+        if isinstance(branch, str) and user and not branch.startswith(f"{user}."):
+            message += f" ({BRANCH_RULE}: {branch!r} does not start with {user + '.'!r})"
+        else:
+            message += f" ({BRANCH_RULE})"
+    return message
+
+
+class _Unknown(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "(unknown)"
+
+
 def translate_error(
     exc: BaseException,
     *,
@@ -269,7 +309,9 @@ def translate_error(
         error = InvalidNameError(f"bauplan {op}: not a writable branch: {detail}")
     elif isinstance(exc, bx.InvalidRefError):
         error = RefNotFoundError(_ref_label(exc, context))
-    elif isinstance(exc, bx.UnauthorizedError | bx.ForbiddenError):
+    elif isinstance(exc, bx.ForbiddenError):
+        error = PermissionDeniedError(_forbidden_message(exc, op, context, detail))
+    elif isinstance(exc, bx.UnauthorizedError):
         error = AuthenticationError(f"bauplan {op}: credentials refused: {detail}")
     elif isinstance(
         exc,
@@ -298,6 +340,13 @@ def translate_error(
         isinstance(exc, bx.BauplanError | OSError) and _is_transient_text(exc)
     ):
         error = BackendUnavailableError(f"bauplan {op}: cannot reach the service, retry later: {detail}")
+    elif isinstance(exc, TypeError):
+        # The SDK refused the arguments' shape: it changed under this code (SDK_CALLS is checked against the
+        # installed SDK by the contract test, so this is drift at run time, e.g. another SDK version installed).
+        error = BackendContractError(
+            f"internal error: bauplan {op}: the installed Bauplan SDK ({getattr(bauplan, '__version__', '?')}) does"
+            f" not accept this call ({detail}): install the SDK version pyproject.toml pins"
+        )
     elif isinstance(exc, ValueError) and "api key" in str(exc).lower():
         error = AuthenticationError(f"bauplan {op}: {detail}")
     elif isinstance(exc, ValueError):  # the SDK's "one or more parameters are invalid"
@@ -314,27 +363,44 @@ R = TypeVar("R")
 
 
 def _translated(method: Callable[P, R]) -> Callable[P, R]:
-    """Run a client method and re-raise whatever the SDK raised as a lakehouse error."""
+    """Run a client method and re-raise whatever the SDK raised as a lakehouse error; a method returning an
+    iterator (the SDK's listings are lazy) gets the same translation for what it raises while consumed."""
     signature = inspect.signature(method)
 
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def reraise(exc: Exception, args: Any, kwargs: Any) -> NoReturn:
+        client = cast(BauplanClient, args[0])  # the decorated methods are BauplanClient's: args[0] is self
         try:
-            return method(*args, **kwargs)
+            context = dict(signature.bind(*args, **kwargs).arguments)
+            context.pop("self", None)
+        except TypeError:
+            context = {}
+        context["__user__"] = client._username
+        secrets = client._secrets()
+        error = translate_error(exc, operation=method.__name__, context=context, secrets=secrets)
+        if _leaks(exc, secrets):
+            raise error from None  # the SDK's message holds the key: keep it out of tracebacks
+        raise error from exc
+
+    def consumed(items: Iterator[Any], args: Any, kwargs: Any) -> Iterator[Any]:
+        try:
+            yield from items
         except LakehouseError:
             raise
         except Exception as exc:
-            client = cast(BauplanClient, args[0])  # the decorated methods are BauplanClient's: args[0] is self
-            try:
-                context = dict(signature.bind(*args, **kwargs).arguments)
-                context.pop("self", None)
-            except TypeError:
-                context = {}
-            secrets = client._secrets()
-            error = translate_error(exc, operation=method.__name__, context=context, secrets=secrets)
-            if _leaks(exc, secrets):
-                raise error from None  # the SDK's message holds the key: keep it out of tracebacks
-            raise error from exc
+            reraise(exc, args, kwargs)
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        signature.bind(*args, **kwargs)  # a caller's wrong arguments are its TypeError, not the SDK's
+        try:
+            result = method(*args, **kwargs)
+        except LakehouseError:
+            raise
+        except Exception as exc:
+            reraise(exc, args, kwargs)
+        if isinstance(result, Iterator):
+            return cast(R, consumed(result, args, kwargs))
+        return result
 
     return wrapper
 
@@ -406,6 +472,16 @@ class BauplanClient:
         del author  # accepted for parity with LocalClient; Bauplan records the key's user as the author
         self.profile = profile
         self._api_key = _Secret(api_key) if api_key else None
+        self._info: InfoState | None = None
+        # One info() per process and credentials: the gate connects once per task.
+        key = api_key or os.environ.get(API_KEY_ENV) or ""
+        self._user_key: tuple[Any, ...] | None = (
+            None
+            if client is not None
+            else (id(bauplan.Client), profile, hashlib.sha256(key.encode()).hexdigest(), config_file_path)
+        )
+        if self._user_key is not None:
+            self._info = _INFOS.get(self._user_key)
         if client is not None:
             self._sdk = client
             return
@@ -440,13 +516,30 @@ class BauplanClient:
             raise LakehouseError(f"internal error: SDK call {method}({', '.join(kwargs)}) is not in SDK_CALLS")
         return getattr(self._sdk, method)(**kwargs)
 
+    @_translated
+    def info(self) -> InfoState:
+        """The SDK's `info()`, asked once per process and credentials: every branch name needs its username."""
+        if self._info is not None:
+            return self._info
+        state = self._call("info")
+        user = state.user
+        organization = getattr(getattr(state, "organization", None), "name", None)
+        self._info = InfoState(UserInfo(user.username, getattr(user, "full_name", None) or None), organization)
+        if self._user_key is not None:
+            _INFOS[self._user_key] = self._info
+        return self._info
+
+    @property
+    def _username(self) -> str | None:
+        return self._info.user.username if self._info is not None else None
+
     # ------------------------------------------------------------ branches
     @_translated
-    def create_branch(self, branch: str, from_ref: str) -> Branch:
+    def create_branch(self, branch: str, from_ref: str, *, if_not_exists: bool = False) -> Branch:
         validate_branch(branch)
         split_ref(from_ref)
         try:
-            return _branch(self._call("create_branch", branch=branch, from_ref=from_ref))
+            return _branch(self._call("create_branch", branch=branch, from_ref=from_ref, if_not_exists=if_not_exists))
         except (bx.BranchExistsError, bx.ConflictError):
             # Asked only when refused, so the gate's create_branch costs no extra call: a tag's name says so.
             if self._call("has_tag", tag=branch):
@@ -462,14 +555,17 @@ class BauplanClient:
         return _branch(self._call("get_branch", branch=validate_branch(branch)))
 
     @_translated
-    def delete_branch(self, branch: str) -> bool:
+    def delete_branch(self, branch: str, *, if_exists: bool = False) -> bool:
         if validate_branch(branch) == MAIN:  # same guard as the embedded backend
             raise InvalidNameError("refusing to delete branch main")
-        return bool(self._call("delete_branch", branch=branch))
+        return bool(self._call("delete_branch", branch=branch, if_exists=if_exists))
 
     @_translated
-    def get_branches(self) -> list[Branch]:
-        return [_branch(b) for b in self._call("get_branches")]
+    def get_branches(
+        self, *, name: str | None = None, user: str | None = None, limit: int | None = None
+    ) -> Iterator[Branch]:
+        # Lazy, as the SDK's: an organisation may have thousands of branches, fetched page by page.
+        return (_branch(b) for b in self._call("get_branches", name=name, user=user, limit=limit))
 
     # ---------------------------------------------------------------- tags
     @_translated
@@ -501,10 +597,10 @@ class BauplanClient:
     @_translated
     def get_commits(
         self, ref: str, *, filter_by_properties: dict[str, str] | None = None, limit: int | None = None
-    ) -> list[Commit]:
+    ) -> Iterator[Commit]:
         split_ref(ref)
         commits = self._call("get_commits", ref=ref, filter_by_properties=filter_by_properties, limit=limit)
-        return [_commit(c) for c in commits]
+        return (_commit(c) for c in commits)  # lazy: a history is paged as it is read
 
     @_translated
     def merge_branch(
@@ -513,31 +609,37 @@ class BauplanClient:
         into_branch: str,
         *,
         commit_message: str | None = None,
+        commit_body: str | None = None,
         commit_properties: dict[str, str] | None = None,
     ) -> str:
-        """Merge atomically across every table; return the new head of `into_branch`."""
+        """Merge atomically across every table; return the new head of `into_branch`: the hash of the Branch the
+        SDK returns, never `into_branch` read again (another merge may have landed since)."""
         split_ref(source_ref)
         validate_branch(into_branch)
-        # SameRefError: nothing to merge; like the embedded backend, return the unchanged head.
-        with contextlib.suppress(bx.SameRefError):
-            self._call(
+        try:
+            merged = self._call(
                 "merge_branch",
                 source_ref=source_ref,
                 into_branch=into_branch,
                 commit_message=commit_message or f"merge {source_ref} into {into_branch}",
+                commit_body=commit_body,
                 commit_properties=commit_properties,
             )
-        # The SDK returns a Branch whose hash is not documented as the post-merge head: read it back.
-        return self.get_branch(into_branch).hash
+        except bx.SameRefError:
+            # Nothing to merge; like the embedded backend, return the unchanged head.
+            return self.get_branch(into_branch).hash
+        return str(merged.hash)
 
     # -------------------------------------------------------------- tables
     @_translated
-    def get_tables(self, ref: str, *, namespace: str | None = None) -> list[TableInfo]:
+    def get_tables(self, ref: str, *, filter_by_namespace: str | None = None) -> list[TableInfo]:
+        """Sorted by name, as the embedded backend's (so the SDK's iterator is read whole)."""
         split_ref(ref)
-        if namespace is not None:
-            validate_identifier(namespace, "namespace")
+        if filter_by_namespace is not None:
+            validate_identifier(filter_by_namespace, "namespace")
         try:
-            tables = [_table_info(t) for t in self._call("get_tables", ref=ref, filter_by_namespace=namespace)]
+            listed = self._call("get_tables", ref=ref, filter_by_namespace=filter_by_namespace)
+            tables = [_table_info(t) for t in listed]
         except bx.NamespaceNotFoundError:
             return []  # the embedded backend lists no tables for an unknown namespace
         return sorted(tables, key=lambda t: t.fqn)
@@ -567,9 +669,9 @@ class BauplanClient:
         # Checked here so that an existing table fails the same way on both backends, before any job runs.
         if not replace and self.has_table(name, branch, namespace=ns):
             raise TableExistsError(f"{ns}.{name}", branch)
-        # The embedded backend creates namespaces implicitly; Bauplan needs them to exist first.
-        if not self._call("has_namespace", namespace=ns, ref=branch):
-            self._call("create_namespace", namespace=ns, branch=branch)
+        # The embedded backend creates namespaces implicitly; Bauplan needs them to exist first (one call, no
+        # check-then-create race with another run making the same namespace).
+        self._call("create_namespace", namespace=ns, branch=branch, if_not_exists=True)
         created = self._call(
             "create_table", table=name, search_uri=search_uri, branch=branch, namespace=ns, replace=replace
         )
@@ -582,18 +684,20 @@ class BauplanClient:
         _writable_branch(branch)
         state = self._call("import_data", table=name, search_uri=search_uri, branch=branch, namespace=ns)
         # The SDK reports a failed job in the returned state instead of raising: check it.
-        status = getattr(state, "job_status", None)
-        error = getattr(state, "error", None)
-        job_id = getattr(state, "job_id", None)
-        if error or str(status or "").upper() not in _JOB_SUCCESS:
-            raise ImportFailedError(
-                self._scrub(
-                    f"bauplan import into {ns}.{name} on {branch} from {search_uri} failed"
-                    f" (job {job_id or 'unknown'}, status {status or 'unknown'}): {error or 'no error reported'}"
-                )
+        status, error, job_id = state.job_status, state.error, state.job_id
+        outcome = str(status or "").upper()
+        if error or outcome not in _JOB_SUCCESS:
+            what = (
+                f"bauplan import into {ns}.{name} on {branch} from {search_uri}"
+                f" (job {job_id or 'unknown'}, status {status or 'unknown'}): {error or 'no error reported'}"
             )
+            if outcome in _JOB_TRANSIENT:  # the runner, not the data: the write task tries again
+                raise BackendUnavailableError(self._scrub(f"{what}: the job did not finish, retry later"))
+            raise ImportFailedError(self._scrub(f"{what.replace(' (job', ' failed (job', 1)}"))
         # Bauplan does not report how many rows an import wrote.
-        return ImportState(job_status=str(status), rows=None, table=f"{ns}.{name}", branch=branch, job_id=job_id)
+        return ImportState(
+            job_status=str(status), rows=None, table=f"{ns}.{name}", branch=branch, job_id=job_id, error=error
+        )
 
     @_translated
     def delete_table(self, table: str, branch: str, *, namespace: str | None = None) -> Branch:
@@ -617,7 +721,7 @@ class BauplanClient:
         ns, name = resolve_table_name(table, namespace)
         split_ref(source_ref)
         _writable_branch(into_branch)
-        self._call(
+        reverted = self._call(
             "revert_table",
             table=name,
             namespace=ns,
@@ -627,8 +731,7 @@ class BauplanClient:
             commit_body=commit_body,
             commit_properties=commit_properties,
         )
-        # As merge_branch: the Branch the SDK returns is not documented as the new head; read it back.
-        return self.get_branch(into_branch)
+        return _branch(reverted)  # the SDK's reply: the branch at the revert's commit
 
     @_translated
     def scan(
@@ -646,7 +749,7 @@ class BauplanClient:
         return self._call("scan", table=name, ref=ref, columns=columns, filters=filters, limit=limit, namespace=ns)
 
     @_translated
-    def query(self, query: str, *, ref: str, namespace: str | None = None) -> pa.Table:
+    def query(self, query: str, *, ref: str, namespace: str | None = None, max_rows: int | None = None) -> pa.Table:
         from .sql import check_read_only
 
         # Same contract as the embedded backend: read-only SELECTs only, refused before anything is sent.
@@ -654,4 +757,4 @@ class BauplanClient:
         split_ref(ref)
         if namespace is not None:
             validate_identifier(namespace, "namespace")
-        return self._call("query", query=query, ref=ref, namespace=namespace)
+        return self._call("query", query=query, ref=ref, namespace=namespace, max_rows=max_rows)

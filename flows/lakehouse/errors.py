@@ -166,3 +166,13 @@ class CatalogUnusableError(LakehouseError):
 class StorageError(LakehouseError):
     """The lakehouse's storage refused an operation: disk full, read-only, permission denied, or a file
     that a ref needs is missing. Not the data's fault and not transient: the message names the path."""
+
+
+class PermissionDeniedError(AuthenticationError):
+    """The credentials are valid but may not do this (Bauplan's `*ForbiddenError`): the message says what was
+    refused and, for a branch, the rule that branch names start with the user's name."""
+
+
+class BackendContractError(LakehouseError):
+    """The backend's SDK no longer accepts what this code sends (a `TypeError` from a changed signature): an
+    internal error of this program (exit 4), not the user's input."""

@@ -40,6 +40,8 @@ from pyparsing import ParseException
 from .catalog import RefCatalog, RelocatingFileIO, table_key
 from .conform import BatchConverter, conform_to_table
 from .errors import (
+    BranchExistsError,
+    BranchNotFoundError,
     CatalogUnusableError,
     ConcurrentUpdateError,
     ImmutableTagError,
@@ -53,8 +55,8 @@ from .errors import (
     TableExistsError,
     TableNotFoundError,
 )
-from .models import Branch, Commit, ImportState, TableField, TableInfo, Tag
-from .names import MAIN, resolve_table_name, split_ref, validate_branch, validate_tag
+from .models import Branch, Commit, ImportState, InfoState, TableField, TableInfo, Tag, UserInfo
+from .names import MAIN, local_username, resolve_table_name, split_ref, validate_branch, validate_tag
 from .refs import JOURNAL_DIR, WRITERS_LOCK, RefStore
 from .sources import Source, open_source
 from .storage import RECOVER_HINT, storage_error
@@ -81,10 +83,19 @@ class LocalClient:
     def __repr__(self) -> str:
         return f"LocalClient({str(self.root)!r})"
 
+    def info(self) -> InfoState:
+        """The user branches are named for: `WAP_USER`, else the OS user (no account here: any name is allowed)."""
+        return InfoState(UserInfo(local_username()))
+
     # ------------------------------------------------------------ branches
-    def create_branch(self, branch: str, from_ref: str) -> Branch:
+    def create_branch(self, branch: str, from_ref: str, *, if_not_exists: bool = False) -> Branch:
         validate_branch(branch)
-        return self.store.create_branch(branch, self.store.resolve(from_ref).hash)
+        try:
+            return self.store.create_branch(branch, self.store.resolve(from_ref).hash)
+        except BranchExistsError:
+            if not if_not_exists:
+                raise
+            return self.get_branch(branch)
 
     def has_branch(self, branch: str) -> bool:
         return self.store.has_branch(validate_branch(branch))
@@ -93,12 +104,24 @@ class LocalClient:
         resolved = self.store.resolve(validate_branch(branch))
         return Branch(resolved.branch, resolved.hash)
 
-    def delete_branch(self, branch: str) -> bool:
-        self.store.delete_branch(validate_branch(branch))
+    def delete_branch(self, branch: str, *, if_exists: bool = False) -> bool:
+        try:
+            self.store.delete_branch(validate_branch(branch))
+        except BranchNotFoundError:
+            if not if_exists:
+                raise
+            return False
         return True
 
-    def get_branches(self) -> list[Branch]:
-        return self.store.branches()
+    def get_branches(
+        self, *, name: str | None = None, user: str | None = None, limit: int | None = None
+    ) -> list[Branch]:
+        found = [
+            b
+            for b in self.store.branches()
+            if (name is None or name in b.name) and (user is None or b.name.startswith(f"{user}."))
+        ]
+        return found if limit is None else found[:limit]
 
     # ---------------------------------------------------------------- tags
     def create_tag(self, tag: str, from_ref: str) -> Tag:
@@ -134,9 +157,11 @@ class LocalClient:
         into_branch: str,
         *,
         commit_message: str | None = None,
+        commit_body: str | None = None,
         commit_properties: dict[str, str] | None = None,
     ) -> str:
-        """Merge atomically across every table; return the new head of `into_branch`."""
+        """Merge atomically across every table; return the new head of `into_branch` (`commit_body`, as Bauplan
+        keeps it, follows the message after a blank line)."""
         validate_branch(into_branch)
         if self.store.has_tag(into_branch):  # the store refuses it too, in its transaction; this names the merge
             raise ImmutableTagError(into_branch, "merge into")
@@ -147,20 +172,21 @@ class LocalClient:
             self._check_files(f"{source.branch}@{source.hash}", source_ref)
             commit_message = commit_message or f"merge {source_ref} into {into_branch}"
             source_ref = f"{source.branch}@{source.hash}"
+        message = commit_message or f"merge {source_ref} into {into_branch}"
         return self.store.merge(
             source_ref,
             into_branch,
-            message=commit_message or f"merge {source_ref} into {into_branch}",
+            message=f"{message}\n\n{commit_body}" if commit_body else message,
             author=self.author,
             properties=commit_properties,
         )
 
     # -------------------------------------------------------------- tables
-    def get_tables(self, ref: str, *, namespace: str | None = None) -> list[TableInfo]:
+    def get_tables(self, ref: str, *, filter_by_namespace: str | None = None) -> list[TableInfo]:
         # Every table is read at the same commit, even if the branch moves meanwhile.
         pinned = self._pinned_ref(ref)
         tree = self.store.tree(self.store.resolve(pinned).hash)
-        keys = sorted(k for k in tree if namespace is None or k.split(".", 1)[0] == namespace)
+        keys = sorted(k for k in tree if filter_by_namespace is None or k.split(".", 1)[0] == filter_by_namespace)
         return [self.get_table(k, pinned) for k in keys]
 
     def has_table(self, table: str, ref: str, *, namespace: str | None = None) -> bool:
@@ -371,11 +397,11 @@ class LocalClient:
         except (ValueError, pa.ArrowException) as exc:
             raise QueryError(f"cannot scan {ns}.{name} on {ref}: {exc}") from exc
 
-    def query(self, query: str, *, ref: str, namespace: str | None = None) -> pa.Table:
+    def query(self, query: str, *, ref: str, namespace: str | None = None, max_rows: int | None = None) -> pa.Table:
         from .sql import run_readonly_query
 
         # One commit for every table of the query, even if the branch moves while the views are built.
-        return run_readonly_query(self, query, ref=self._pinned_ref(ref), namespace=namespace)
+        return run_readonly_query(self, query, ref=self._pinned_ref(ref), namespace=namespace, max_rows=max_rows)
 
     def data_files(self, table: str, *, ref: str, namespace: str | None = None) -> tuple[pa.Schema, list[str]]:
         """The Arrow schema and Parquet files holding a table's rows on `ref` (no deletes are ever written)."""

@@ -23,6 +23,14 @@ class Tag:
 
 
 @dataclass(frozen=True)
+class Ref:
+    """A ref as a commit names it: `bauplan.schema.Commit.ref` is the commit's own (detached) ref."""
+
+    name: str
+    hash: str
+
+
+@dataclass(frozen=True)
 class Commit:
     hash: str
     parent_hashes: list[str]
@@ -30,6 +38,12 @@ class Commit:
     author: str
     authored_date: datetime
     properties: dict[str, str] = field(default_factory=dict)
+    body: str | None = None  # the message's body, where the backend keeps one apart (Bauplan does)
+
+    @property
+    def ref(self) -> Ref:
+        """The commit's own ref, as the SDK's `Commit.ref` (whose `.hash` is the commit's hash)."""
+        return Ref(self.hash, self.hash)
 
 
 @dataclass(frozen=True)
@@ -64,3 +78,18 @@ class ImportState:
     table: str
     branch: str
     job_id: str | None = None
+    error: str | None = None  # as the SDK's TableDataImportState.error: None when the job succeeded
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    username: str  # Bauplan: the name every branch of this user must start with (`<username>.<name>`)
+    full_name: str | None = None
+
+
+@dataclass(frozen=True)
+class InfoState:
+    """Who this client acts as (`bauplan.Client.info()`'s shape: `.user.username`)."""
+
+    user: UserInfo
+    organization: str | None = None

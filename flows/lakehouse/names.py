@@ -6,6 +6,8 @@ allow-list before anything is written: nothing escapes the warehouse, nothing re
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -149,3 +151,9 @@ def check_column_names(names: Sequence[str], *, source: str | None = None) -> No
                 f" {_shown(make_compatible_name(other))} and {_shown(parquet_name)}: Parquet readers (DuckDB)"
                 " would take one for the other; rename one of them"
             )
+
+
+def local_username() -> str:
+    """The user the embedded backend names branches for: `WAP_USER`, else the OS user, as a branch-name part."""
+    user = os.environ.get("WAP_USER") or getpass.getuser()
+    return re.sub(r"[^A-Za-z0-9_-]", "_", user) or "wap"

@@ -2,10 +2,12 @@
 
 `LakehouseClient` is the interface both backends implement (`local.LocalClient`, `bauplan_backend.BauplanClient`)
 and `connect()` returns. Its methods are a subset of `bauplan.Client`'s, with the same names and parameter names,
-narrowed to what the gate uses: refs are strings, writes name their `branch` as a required keyword, and
-`get_tables` filters by `namespace` (the SDK calls it `filter_by_namespace`). Every method raises the
-exceptions in `errors`, never a backend's own. `tests/test_architecture.py` checks both backends against it,
-statically (mypy) and by signature.
+narrowed to what the gate uses: refs are strings and writes name their `branch` as a required keyword. The
+listing methods (get_branches, get_tags, get_commits, get_tables) return iterables: Bauplan's are the SDK's lazy
+iterators (pages are fetched as they are consumed, so stop early), the embedded backend's are lists.
+`merge_branch` returns the new head's hash (Bauplan's SDK returns the Branch; its hash is that head). Every
+method raises the exceptions in `errors`, never a backend's own. `tests/test_architecture.py` checks both
+backends against it, statically (mypy) and by signature.
 
 `ReadsTableFiles` is an optional capability, its own protocol rather than a `hasattr` probe: a backend
 that can hand out the Parquet files of a table (the embedded one) lets the audit and `query` read them
@@ -14,13 +16,14 @@ with DuckDB directly.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .models import Branch, Commit, ImportState, TableInfo, Tag
+    from .models import Branch, Commit, ImportState, InfoState, TableInfo, Tag
 
 
 class LakehouseClient(Protocol):
@@ -31,20 +34,33 @@ class LakehouseClient(Protocol):
         """The backend's name, one of `BACKENDS` ("local", "bauplan")."""
         ...
 
+    def info(self) -> InfoState:
+        """Who this client acts as: `.user.username` starts every branch name a Bauplan user may create."""
+        ...
+
     # ------------------------------------------------------------ branches
-    def create_branch(self, branch: str, from_ref: str) -> Branch: ...
+    def create_branch(self, branch: str, from_ref: str, *, if_not_exists: bool = False) -> Branch:
+        """A new branch at `from_ref`; with `if_not_exists`, an existing branch is returned as it is."""
+        ...
 
     def has_branch(self, branch: str) -> bool: ...
 
     def get_branch(self, branch: str) -> Branch: ...
 
-    def delete_branch(self, branch: str) -> bool: ...
+    def delete_branch(self, branch: str, *, if_exists: bool = False) -> bool:
+        """Delete the branch (never main); with `if_exists`, a missing branch is no error: False."""
+        ...
 
-    def get_branches(self) -> list[Branch]: ...
+    def get_branches(
+        self, *, name: str | None = None, user: str | None = None, limit: int | None = None
+    ) -> Iterable[Branch]:
+        """Branches whose name contains `name`, of `user` (Bauplan: the branches that user made; embedded: those
+        named `<user>.…`), at most `limit`."""
+        ...
 
     def get_commits(
         self, ref: str, *, filter_by_properties: dict[str, str] | None = None, limit: int | None = None
-    ) -> list[Commit]:
+    ) -> Iterable[Commit]:
         """The commits reachable from `ref`, newest first; with `filter_by_properties`, only those whose
         properties hold every given key with the given value (`limit` counts the commits returned)."""
         ...
@@ -55,6 +71,7 @@ class LakehouseClient(Protocol):
         into_branch: str,
         *,
         commit_message: str | None = None,
+        commit_body: str | None = None,
         commit_properties: dict[str, str] | None = None,
     ) -> str:
         """Merge atomically across every table; return the new head of `into_branch`."""
@@ -70,14 +87,14 @@ class LakehouseClient(Protocol):
 
     def get_tag(self, tag: str) -> Tag: ...
 
-    def get_tags(self) -> list[Tag]: ...
+    def get_tags(self) -> Iterable[Tag]: ...
 
     def delete_tag(self, tag: str) -> bool:
         """Delete the tag (never its commit: what it named stays readable by hash from any branch holding it)."""
         ...
 
     # -------------------------------------------------------------- tables
-    def get_tables(self, ref: str, *, namespace: str | None = None) -> list[TableInfo]: ...
+    def get_tables(self, ref: str, *, filter_by_namespace: str | None = None) -> Iterable[TableInfo]: ...
 
     def has_table(self, table: str, ref: str, *, namespace: str | None = None) -> bool: ...
 
@@ -126,14 +143,15 @@ class LakehouseClient(Protocol):
         limit: int | None = None,
     ) -> pa.Table: ...
 
-    def query(self, query: str, *, ref: str, namespace: str | None = None) -> pa.Table:
-        """A read-only SQL SELECT over the tables on `ref`."""
+    def query(self, query: str, *, ref: str, namespace: str | None = None, max_rows: int | None = None) -> pa.Table:
+        """A read-only SQL SELECT over the tables on `ref`; at most `max_rows` rows come back (the rest are never
+        sent)."""
         ...
 
 
 @runtime_checkable
 class ReadsTableFiles(Protocol):
-    def get_tables(self, ref: str, *, namespace: str | None = None) -> list[TableInfo]: ...
+    def get_tables(self, ref: str, *, filter_by_namespace: str | None = None) -> Iterable[TableInfo]: ...
 
     def data_files(self, table: str, *, ref: str, namespace: str | None = None) -> tuple[pa.Schema, list[str]]:
         """The table's Arrow schema and the Parquet files holding its rows on `ref`."""

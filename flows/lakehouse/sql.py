@@ -81,9 +81,12 @@ def check_read_only(query: str) -> None:
             raise QueryError(f"only read-only SELECT queries are allowed, got {kind}")
 
 
-def run_readonly_query(client: ReadsTableFiles, query: str, *, ref: str, namespace: str | None = None) -> pa.Table:
+def run_readonly_query(
+    client: ReadsTableFiles, query: str, *, ref: str, namespace: str | None = None, max_rows: int | None = None
+) -> pa.Table:
     """Run `query` over views of every table on `ref`; give a pinned ref (`branch@hash`) so that every table
-    is read at one commit even if the branch moves while the views are built."""
+    is read at one commit even if the branch moves while the views are built. `max_rows`: DuckDB stops after
+    that many rows (a LIMIT on the query's relation), rather than computing them all and cutting."""
     check_read_only(query)
     default = validate_identifier(DEFAULT_NAMESPACE if namespace is None else namespace, "namespace")
     bounded = BoundedDuckDB()
@@ -96,6 +99,8 @@ def run_readonly_query(client: ReadsTableFiles, query: str, *, ref: str, namespa
             con.execute(statement)
         try:
             relation = con.sql(query)
+            if max_rows is not None:
+                relation = relation.limit(max_rows)
             # DuckDB 2 names it to_arrow_table; 1.x calls it arrow().
             return relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
         except duckdb.Error as exc:
