@@ -220,7 +220,8 @@ def test_a_real_revert_paused_before_its_merge_ends_in_exit_3(lakehouse_dir: Pat
 def test_gc_knows_a_revert_branch() -> None:
     from flows.gate.naming import default_branch_name, is_gate_branch
 
-    assert is_gate_branch(default_branch_name("revert_titanic")) and is_gate_branch(default_branch_name("revert_shop"))
+    assert is_gate_branch(default_branch_name("revert_titanic", "alice"))
+    assert is_gate_branch(default_branch_name("revert_shop", "alice"))
 
 
 def _group_publish(client, tmp_path: Path, tag: int) -> str:

@@ -14,7 +14,7 @@ deployments.py  `wap serve`
 
 from flows.gate.flow import audit_branch_table, publish_to_main, run_gate, wap, write_to_branch
 from flows.gate.group import run_group, wap_group
-from flows.gate.naming import default_branch_name, is_gate_branch, validate_gate_branch
+from flows.gate.naming import default_branch_name, gate_branch_name, is_gate_branch, validate_gate_branch
 from flows.gate.outcome import (
     AuditFailedError,
     BranchChangedError,
@@ -37,6 +37,7 @@ __all__ = [
     "audit_branch_table",
     "check_prefect_api",
     "default_branch_name",
+    "gate_branch_name",
     "is_gate_branch",
     "publish_to_main",
     "run_gate",

@@ -30,7 +30,7 @@ from prefect.transactions import get_transaction, transaction
 from flows.audit import AuditResult, audit_table
 from flows.datasets import Dataset, get_dataset, validate_mode
 from flows.gate.guards import audit_commit_properties, branch_must_exist, check_branch_unchanged, delete_quietly
-from flows.gate.naming import default_branch_name, validate_gate_branch
+from flows.gate.naming import gate_branch_name, validate_gate_branch
 from flows.gate.outcome import AuditFailedError, GateOutcome, Lakehouse, PrefectUnavailableError, WrittenBranch
 from flows.gate.rebase import MAX_REBASES, pure_append_batch, rebase_batch
 from flows.gate.runtime import (
@@ -241,7 +241,10 @@ def wap(
         spec = dataclasses.replace(spec, mode=validate_mode(mode))
     target = Lakehouse(backend or default_backend(), str(lakehouse or default_lakehouse()))
     outcome = GateOutcome(
-        spec.name, validate_gate_branch(branch or default_branch_name(spec.name)), source or spec.source, mode=spec.mode
+        spec.name,
+        validate_gate_branch(branch or gate_branch_name(target.connect(), spec.name)),
+        source or spec.source,
+        mode=spec.mode,
     )
     flow_run = FlowRunContext.get()
     # run_gate reads these if Prefect itself fails after the body returned (e.g. its server died).

@@ -26,7 +26,7 @@ from flows.audit.cross_table import audit_cross_table_rules, check_group_checkpo
 from flows.datasets import Dataset, DatasetError, Group, get_dataset, get_group
 from flows.gate.flow import audit_branch_table, reraise_prefect_failure, write_to_branch
 from flows.gate.guards import audit_commit_properties, branch_must_exist, check_branch_unchanged, delete_quietly
-from flows.gate.naming import default_branch_name, validate_gate_branch
+from flows.gate.naming import gate_branch_name, validate_gate_branch
 from flows.gate.outcome import (
     CROSS_TABLE_RULES,
     GateOutcome,
@@ -170,7 +170,7 @@ def wap_group(
         namespace=group_namespace(members),
         default_namespace=DEFAULT_NAMESPACE,
     )
-    branch = validate_gate_branch(branch or default_branch_name(spec.name))
+    branch = validate_gate_branch(branch or gate_branch_name(target.connect(), spec.name))
     outcome = GroupOutcome(
         spec.name,
         branch,

@@ -25,7 +25,7 @@ from typing import Any
 from prefect import flow
 
 from flows.datasets import Dataset, get_dataset
-from flows.gate.naming import default_branch_name
+from flows.gate.naming import gate_branch_name
 from flows.gate.runtime import gate_settings, pause_point
 from flows.lakehouse import (
     MAIN,
@@ -164,7 +164,7 @@ def apply_revert(
 ) -> RevertOutcome:
     """Carry out the plan as one merge commit on main; the temporary branch is deleted on success and failure."""
     by = by or revert_user()
-    branch = branch or default_branch_name(f"revert_{plan.name.lower()}")
+    branch = branch or gate_branch_name(client, f"revert_{plan.name.lower()}")
     outcome = RevertOutcome(plan, reason, by, branch)
     pinned = f"{MAIN}@{plan.main_head}"
     outcome.rows_before = {t: _rows(client, t, pinned) for t in plan.tables}
