@@ -1,4 +1,4 @@
-"""`wap run`, `wap validate`, `wap demo`, `wap serve`, `wap gc`: the gate and its housekeeping."""
+"""`wap run`, `wap validate`, `wap demo`, `wap serve`: the gate."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from flows.cli.common import (
     err,
     exit_code_for,
     fail,
-    lakehouse_client,
     one_line,
     out,
     print_table,
@@ -270,37 +269,3 @@ def serve(
             f"serving {len(deployments)} deployment(s): " + ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
         )
         prefect_serve(*deployments)
-
-
-@app.command()
-def gc(
-    older_than: Annotated[str, typer.Option(help="Only branches at least this old: 90s, 30m, 24h, 7d.")] = "24h",
-    dry_run: Annotated[bool, typer.Option(help="List what would be deleted; delete nothing.")] = False,
-    force: Annotated[bool, typer.Option(help="Allow --older-than below the safe minimum (10m).")] = False,
-    backend: Backend = "local",
-    lakehouse: LakehousePath = ".lakehouse",
-) -> None:
-    """Delete stale gate branches left by crashed runs (never main, never a branch the gate did not name,
-    never the branch of a run that is still alive)."""
-    with cli_errors():
-        from flows.gate.gc import check_min_age, collect_stale_branches, parse_duration
-
-        threshold = parse_duration(older_than)
-        check_min_age(threshold, force=force, given=older_than)
-        stale = collect_stale_branches(
-            lakehouse_client(backend, lakehouse),
-            older_than=threshold,
-            dry_run=dry_run,
-            echo=lambda line: out.print(line, markup=False, highlight=False, soft_wrap=True),
-        )
-        table = Table("branch", "age", "action")
-        for branch in stale:
-            if branch.alive:
-                action = f"kept: {branch.alive}"
-            else:
-                action = "would delete" if dry_run else ("deleted" if branch.deleted else "already gone")
-            table.add_row(branch.name, str(branch.age).split(".")[0], action)
-        if stale:
-            print_table(table)
-        else:
-            out.print(f"no gate branch older than {older_than}")
