@@ -399,7 +399,8 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 class Faults:
-    """The faults injected into every stand-in on a root (see the module docstring); each fires `times` times."""
+    """The faults injected into every stand-in on a root (see the module docstring); each fires `times` times
+    (`times=None`: at every matching call until `clear()`)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.path = Path(root) / "standin" / "faults.json"
@@ -410,7 +411,7 @@ class Faults:
         method: str,
         error: BaseException | type[BaseException],
         *,
-        times: int = 1,
+        times: int | None = 1,
         when: Mapping[str, Any] | None = None,
     ) -> None:
         """`method` raises `error` before it has any effect."""
@@ -420,7 +421,7 @@ class Faults:
         self,
         method: str,
         *,
-        times: int = 1,
+        times: int | None = 1,
         error: BaseException | None = None,
         when: Mapping[str, Any] | None = None,
     ) -> None:
@@ -432,7 +433,7 @@ class Faults:
         status: str,
         error: str | None = "injected import failure",
         *,
-        times: int = 1,
+        times: int | None = 1,
         when: Mapping[str, Any] | None = None,
     ) -> None:
         """`import_data` imports nothing and returns a state with this `job_status` (e.g. TIMEOUT) and `error`."""
@@ -448,10 +449,16 @@ class Faults:
         with _locked(self._lock):
             return list(_read_json(self.path, []))
 
-    def _add(self, method: str, stage: str, times: int, when: Mapping[str, Any] | None, **extra: Any) -> None:
+    def _add(self, method: str, stage: str, times: int | None, when: Mapping[str, Any] | None, **extra: Any) -> None:
         if not hasattr(REAL_CLIENT, method):
             raise AttributeError(f"bauplan.Client has no method {method!r}")
-        entry = {"method": method, "stage": stage, "times": int(times), "when": _plain(dict(when or {})), **extra}
+        entry = {
+            "method": method,
+            "stage": stage,
+            "times": None if times is None else int(times),
+            "when": _plain(dict(when or {})),
+            **extra,
+        }
         with _locked(self._lock):
             entries = _read_json(self.path, [])
             entries.append(entry)
@@ -469,10 +476,11 @@ class Faults:
                     continue
                 if any(plain.get(k) != v for k, v in entry["when"].items()):
                     continue
-                entry["times"] -= 1
-                if entry["times"] <= 0:
-                    del entries[index]
-                _write_json(self.path, entries)
+                if entry["times"] is not None:
+                    entry["times"] -= 1
+                    if entry["times"] <= 0:
+                        del entries[index]
+                    _write_json(self.path, entries)
                 return entry
         return None
 
@@ -845,6 +853,8 @@ class EmbeddedBauplanSDK:
             return http_error(bx.BranchExistsError, message)
         if isinstance(exc, lx.TagExistsError | lx.RefNameTakenError):
             return http_error(bx.TagExistsError, message)
+        if isinstance(exc, lx.ImmutableTagError) and method == "delete_branch":
+            return http_error(bx.NotABranchRefError, message, error_kind("NotABranchRef", input_ref=exc.tag))
         if isinstance(exc, lx.ImmutableTagError):
             return http_error(bx.NotAWriteBranchRefError, message, error_kind("NotAWriteBranchRef", input_ref=exc.tag))
         if isinstance(exc, lx.TableExistsError) and method == "revert_table":

@@ -342,6 +342,7 @@ def test_branch_and_tag_errors_are_the_sdk_classes(seeded: EmbeddedBauplanSDK) -
     sdk_error(lambda: sdk.as_user("root", admin=True).delete_branch("main"), bx.DeleteBranchForbiddenError)
     assert sdk.has_branch("tester.nope") is False and sdk.has_tag("nope") is False
     sdk_error(lambda: sdk.get_branch("v1"), bx.NotABranchRefError)
+    sdk_error(lambda: sdk.delete_branch("v1"), bx.NotABranchRefError)
     sdk_error(lambda: sdk.get_tag("tester.dev"), bx.NotATagRefError)
     assert sdk_error(lambda: sdk.get_tag("v9"), bx.TagNotFoundError).kind.tag_name == "v9"
     sdk_error(lambda: sdk.create_tag("v1", "main"), bx.TagExistsError)
@@ -454,6 +455,14 @@ def test_a_fault_before_the_call_has_no_effect(sdk: EmbeddedBauplanSDK) -> None:
     assert [a["branch"] for a in sdk.called("create_branch")] == ["tester.a"] * 3
 
 
+def test_a_fault_without_times_fires_until_cleared(sdk: EmbeddedBauplanSDK) -> None:
+    sdk.faults.fail("has_branch", http_error(bx.GatewayTimeoutError, "slow"), times=None)
+    for _ in range(3):
+        assert sdk_error(lambda: sdk.has_branch("main"), bx.GatewayTimeoutError).code == 504
+    sdk.faults.clear()
+    assert sdk.has_branch("main")
+
+
 def test_a_fault_can_match_arguments(sdk: EmbeddedBauplanSDK) -> None:
     sdk.faults.fail("create_branch", bx.ForbiddenError, when={"branch": "tester.b"})
     assert sdk.create_branch("tester.a", "main").name == "tester.a"
@@ -549,6 +558,18 @@ print(json.dumps(out))
     assert EmbeddedBauplanSDK(api_key=FAKE_API_KEY, root=root).has_branch("bob.x")
     assert [m for m, _ in recorded_calls(root)] == ["info", "get_branches", "create_branch", "has_branch"]
     assert Faults(root).pending == []
+
+
+def test_the_site_hook_runs_the_next_sitecustomize_too(tmp_path: Path) -> None:
+    other = tmp_path / "other_site"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import os\nos.environ['CHAINED_SITECUSTOMIZE'] = 'ran'\n")
+    env = subprocess_env(tmp_path / "root")
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(other)])
+    script = "import os, bauplan; print(os.environ.get('CHAINED_SITECUSTOMIZE'), bauplan.Client.__mro__[1].__name__)"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ran", "EmbeddedBauplanSDK"]
 
 
 def test_without_the_variable_the_site_hook_changes_nothing(tmp_path: Path) -> None:
