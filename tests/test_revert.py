@@ -87,7 +87,9 @@ def test_default_revert_restores_the_state_before_the_last_publish(lakehouse_dir
         "wap.revert.reverted": second,
         "wap.revert.by": "alice",
         "wap.revert.reason": "bad batch from the vendor",
+        "wap.revert.branch": props["wap.revert.branch"],  # marks the merge, should its reply be lost
     }
+    assert ".wap_revert_titanic_" in props["wap.revert.branch"]
     assert "wap.dataset" not in props  # a revert is not a publish
     history = [c.hash for c in client.get_commits(MAIN)]
     assert first in history and second in history

@@ -29,7 +29,13 @@ from prefect.transactions import get_transaction, transaction
 
 from flows.audit import AuditResult, audit_table
 from flows.datasets import Dataset, get_dataset, validate_mode
-from flows.gate.guards import audit_commit_properties, branch_must_exist, check_branch_unchanged, delete_quietly
+from flows.gate.guards import (
+    audit_commit_properties,
+    branch_must_exist,
+    check_branch_unchanged,
+    delete_quietly,
+    merge_recorded,
+)
 from flows.gate.naming import gate_branch_name, validate_gate_branch
 from flows.gate.outcome import AuditFailedError, GateOutcome, Lakehouse, PrefectUnavailableError, WrittenBranch
 from flows.gate.rebase import MAX_REBASES, pure_append_batch, rebase_batch
@@ -194,9 +200,9 @@ def publish_to_main(
     check_branch_unchanged(client, branch, written.commit)
     with branch_must_exist(branch, f"after its commit {written.commit[:12]} was audited"):
         try:
-            commit = client.merge_branch(
+            commit = merge_recorded(
+                client,
                 f"{branch}@{written.commit}",
-                MAIN,
                 commit_message=f"wap: publish {dataset.fqn} ({rows_written(dataset, written)}, audit"
                 f" {audit.suite_names} passed)",
                 commit_properties=audit_commit_properties(dataset, branch, source, written, audit),

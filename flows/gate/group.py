@@ -25,7 +25,13 @@ from flows.audit import AuditResult
 from flows.audit.cross_table import audit_cross_table_rules, check_group_checkpoints, group_namespace
 from flows.datasets import Dataset, DatasetError, Group, get_dataset, get_group
 from flows.gate.flow import audit_branch_table, reraise_prefect_failure, write_to_branch
-from flows.gate.guards import audit_commit_properties, branch_must_exist, check_branch_unchanged, delete_quietly
+from flows.gate.guards import (
+    audit_commit_properties,
+    branch_must_exist,
+    check_branch_unchanged,
+    delete_quietly,
+    merge_recorded,
+)
 from flows.gate.naming import gate_branch_name, validate_gate_branch
 from flows.gate.outcome import (
     CROSS_TABLE_RULES,
@@ -95,9 +101,9 @@ def publish_group_to_main(
     client = lakehouse.connect()
     check_branch_unchanged(client, branch, commit)
     with branch_must_exist(branch, f"after its commit {commit[:12]} was audited"):
-        published = client.merge_branch(
+        published = merge_recorded(
+            client,
             f"{branch}@{commit}",
-            MAIN,
             commit_message=f"wap: publish group {group.name} ({', '.join(m.fqn for m in members)}, audits passed)",
             commit_properties=group_commit_properties(group, members, branch, commit, outcome, written),
         )

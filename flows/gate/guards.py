@@ -10,7 +10,50 @@ from prefect.context import FlowRunContext
 from flows.audit import AuditResult
 from flows.datasets import Dataset
 from flows.gate.outcome import BranchChangedError, WrittenBranch
-from flows.lakehouse import BranchNotFoundError, LakehouseClient, LakehouseError, RefNotFoundError
+from flows.lakehouse import (
+    MAIN,
+    BackendUnavailableError,
+    BranchNotFoundError,
+    LakehouseClient,
+    LakehouseError,
+    RefNotFoundError,
+)
+
+# The properties that name one publish: the branch (unique per run) and the commit it audited.
+PUBLISH_MARKER = ("wap.branch", "wap.audited_commit")
+
+
+def merge_recorded(
+    client: LakehouseClient,
+    source_ref: str,
+    *,
+    commit_message: str,
+    commit_properties: dict[str, str],
+    marker: tuple[str, ...] = PUBLISH_MARKER,
+) -> str:
+    """Merge `source_ref` into main; return main's new head, even when the reply to the merge was lost.
+
+    A transient error (the connection dropped, a gateway timed out) may come after the service merged. Before
+    reporting "not published", main is searched for the commit carrying this merge's `marker` properties:
+    found, the merge landed and its hash is returned. If main cannot be read either, the error says that the
+    merge may have landed, so nobody reruns a publish blind."""
+    try:
+        return client.merge_branch(source_ref, MAIN, commit_message=commit_message, commit_properties=commit_properties)
+    except BackendUnavailableError as exc:
+        wanted = {k: commit_properties[k] for k in marker if commit_properties.get(k)}
+        if not marker or len(wanted) != len(marker):
+            raise
+        try:
+            landed = next(iter(client.get_commits(MAIN, filter_by_properties=wanted, limit=1)), None)
+        except LakehouseError as lookup:
+            raise BackendUnavailableError(
+                f"{exc}; then main could not be read to see whether the merge landed ({lookup}): check `wap log`"
+                f" for a commit with {', '.join(f'{k}={v}' for k, v in wanted.items())} before running this again"
+            ) from exc
+        if landed is None:
+            raise  # main has no commit of this publish: it did not land
+        print(f"the reply to the merge was lost ({exc}); main holds its commit {landed.hash[:12]}: published")
+        return landed.hash
 
 
 def check_branch_unchanged(client: LakehouseClient, branch: str, audited: str) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from prefect import flow
 
 from flows.datasets import Dataset, get_dataset
+from flows.gate.guards import merge_recorded
 from flows.gate.naming import gate_branch_name
 from flows.gate.runtime import gate_settings, pause_point
 from flows.lakehouse import (
@@ -144,8 +145,9 @@ def plan_revert(
     return RevertPlan(label, group, names, tables, main_head, target, reverted or (main_head,), changes)
 
 
-def revert_properties(plan: RevertPlan, *, reason: str, by: str) -> dict[str, str]:
-    """What the revert's merge commit records (a revert, never a publish: no `wap.dataset`)."""
+def revert_properties(plan: RevertPlan, *, reason: str, by: str, branch: str = "") -> dict[str, str]:
+    """What the revert's merge commit records (a revert, never a publish: no `wap.dataset`); `branch` and the
+    commit merged mark it, so a lost reply to the merge can be recovered (`guards.merge_recorded`)."""
     props = {
         f"{PREFIX}datasets": ",".join(plan.datasets),
         f"{PREFIX}tables": ",".join(plan.tables),
@@ -156,6 +158,8 @@ def revert_properties(plan: RevertPlan, *, reason: str, by: str) -> dict[str, st
     }
     if plan.group:
         props[f"{PREFIX}group"] = plan.group
+    if branch:
+        props[f"{PREFIX}branch"] = branch
     return props
 
 
@@ -184,11 +188,12 @@ def apply_revert(
                     )
             pause_point(REVERT_STEP)
             try:
-                outcome.commit = client.merge_branch(
-                    branch,
-                    MAIN,
+                outcome.commit = merge_recorded(
+                    client,
+                    f"{branch}@{client.get_branch(branch).hash}",
                     commit_message=f"wap: revert {plan.name} to {plan.target[:12]} ({reason})",
-                    commit_properties=revert_properties(plan, reason=reason, by=by),
+                    commit_properties=revert_properties(plan, reason=reason, by=by, branch=branch),
+                    marker=(f"{PREFIX}branch",),
                 )
             except MergeConflictError as exc:
                 raise MainMovedError(
