@@ -3,8 +3,9 @@
 A checkpoint validates the batch (the rows a run adds; in replace mode the whole new table) with the
 dataset's suite and, if it has a second validation definition (``gx_project``), the table as it would be
 published with the table suite; both get the facts of the published table as suite parameters
-(``baseline``). ``audit_table`` reads both from the lakehouse (row metrics by DuckDB pushdown for large
-ones), ``run_checkpoint`` takes dataframes; the gate merges only if ``AuditResult.success``.
+(``baseline``). ``audit_table`` reads both from the lakehouse (row metrics pushed down to SQL: DuckDB over
+the files for large tables, the lakehouse's own engine where it hands out no files), ``run_checkpoint`` takes
+dataframes; the gate merges only if ``AuditResult.success``.
 GX is imported lazily (importing it costs seconds), so importing this module is cheap.
 """
 
@@ -48,7 +49,8 @@ _log = logging.getLogger("wap.audit")
 PUSHDOWN_MODES = ("auto", "always", "never")
 # From this many rows on, "auto" computes row metrics with DuckDB. Its fixed cost is higher (planning
 # from GX's metric dependencies, DuckDB start-up): measured with tests/benchmarks/bench_audit.py on
-# the titanic suite, pandas 0.59 s vs pushdown 0.77 s at 100k rows, 1.75 s vs 0.93 s at 1M.
+# the titanic suite, pandas 0.59 s vs pushdown 0.77 s at 100k rows, 1.75 s vs 0.93 s at 1M. A backend
+# without data files pushes down at any size in "auto" (see audit_table).
 PUSHDOWN_MIN_ROWS = 250_000
 
 
@@ -91,9 +93,11 @@ class SuiteAudit:
     rows: int  # the rows it validated
     statistics: dict[str, Any]
     data_docs_url: str | None
-    row_metrics: str  # "duckdb" or "pandas"
+    row_metrics: str  # "duckdb" (over the files), "query" (the lakehouse's SQL engine) or "pandas"
     validation_result: ExpectationSuiteValidationResult | None = field(default=None, repr=False, compare=False)
     seconds: float = 0.0  # reading its data and validating it (not data docs)
+    # Why the row metrics were computed in pandas although the pushdown was tried (None: it ran, or was not tried).
+    row_metrics_fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,9 @@ class AuditResult:
     data_docs_url: str | None  # file:// URL of this validation's data docs page
     # The GX ExpectationSuiteValidationResult, for renderers (Markdown, Prefect artifacts...).
     validation_result: ExpectationSuiteValidationResult | None = field(default=None, repr=False, compare=False)
-    row_metrics: str = "pandas"  # where the batch's row-level metrics were computed: "duckdb" (pushdown) or "pandas"
+    # Where the batch's row-level metrics were computed: "duckdb" (pushdown over the files), "query" (pushdown to
+    # the lakehouse's SQL engine) or "pandas".
+    row_metrics: str = "pandas"
     # Every validation of the checkpoint, the batch first; the fields above describe the batch's, except
     # `success`, `statistics` and `expectations`, which cover them all.
     suites: tuple[SuiteAudit, ...] = ()
@@ -237,12 +243,13 @@ class _Input:
 
     frame: pd.DataFrame
     rows: int
-    metrics: Any = None  # pushdown.ParquetTableMetrics answering the row metrics, or None: GX on the frame
+    metrics: Any = None  # a pushdown.MetricsSource answering the row metrics, or None: GX on the frame
     seconds: float = 0.0  # spent reading it (pushdown: computing its row metrics), before GX validates it
+    fallback: str | None = None  # why GX runs on the frame although the pushdown was tried
 
     @property
     def row_metrics(self) -> str:
-        return "pandas" if self.metrics is None else "duckdb"
+        return "pandas" if self.metrics is None else getattr(self.metrics, "row_metrics", "duckdb")
 
 
 def _load_checkpoint(context: FileDataContext, checkpoint: str, *, group: bool = False) -> Checkpoint:
@@ -398,6 +405,7 @@ def _run_stored(
                 data_docs_url=docs_url(key),
                 row_metrics=data.row_metrics,
                 validation_result=validation,
+                row_metrics_fallback=data.fallback,
             )
         )
         outcomes += [_outcome(r, suite=validation.suite_name, validates=role) for r in validation.results]
@@ -457,12 +465,16 @@ def audit_table(
     batch was staged alone: ``gate/staging.py``), the table suite the whole table on ``ref``; otherwise both
     validate the whole table.
 
-    On the embedded lakehouse the row-level metrics are computed by DuckDB over the Parquet files when every
-    expectation of a suite allows it (``flows.pushdown``): same GX results, no pandas copy. ``pushdown``: True
-    always tries it, False never; None (default) follows ``WAP_AUDIT_PUSHDOWN`` (``auto``, ``always``,
-    ``never``), where ``auto`` tries it from ``PUSHDOWN_MIN_ROWS`` rows on (below that, GX on pandas is
-    quicker than planning SQL). Otherwise the rows are converted to pandas (the Arrow table consumed by the
-    conversion, so the audit holds one copy of them).
+    The row-level metrics are pushed down to SQL when every expectation of a suite allows it
+    (``flows.audit.pushdown``): same GX results, no pandas copy. On the embedded lakehouse DuckDB reads the
+    Parquet files; on a backend that hands out no files (Bauplan) the same SQL runs through ``client.query`` on
+    the audited ref (the batch of an append on ``batch_ref``), so the engine computes the counts and samples
+    and the table never crosses the network. ``pushdown``: True always tries it, False never; None (default)
+    follows ``WAP_AUDIT_PUSHDOWN`` (``auto``, ``always``, ``never``). ``auto`` tries it over the files from
+    ``PUSHDOWN_MIN_ROWS`` rows on (below that, GX on pandas is quicker than planning SQL), and through
+    ``query`` at any size: there pulling the table to the client is the expensive part, whatever its size.
+    Otherwise the rows are converted to pandas (the Arrow table consumed by the conversion, so the audit holds
+    one copy of them); ``SuiteAudit.row_metrics_fallback`` says why when the pushdown was tried.
     """
     mode = {True: "always", False: "never", None: os.environ.get("WAP_AUDIT_PUSHDOWN", "auto")}[pushdown]
     if mode not in PUSHDOWN_MODES:
@@ -549,58 +561,83 @@ class _TableReader:
         """Both validations read the same rows unless an append's batch is a part of the table."""
         return role if self.appended else TABLE
 
+    def _ref(self, key: str) -> str:
+        """Where the rows of ``key`` are on a backend without data files: an append's batch on its staging ref."""
+        if key == BATCH:
+            assert self.batch_ref is not None  # audit_table requires it for an append on such a backend
+            return self.batch_ref
+        return self.ref
+
     def input(
         self, role: str, configurations: list[Any], result_format: Any, parameters: dict[str, Any], mode: str
     ) -> _Input:
         key = self._same(role)
-        if mode != "never" and key in self.files:
+        fallback = None
+        if mode != "never":
             pushed = self._pushdown(key, configurations, result_format, parameters, always=mode == "always")
-            if pushed is not None:
+            if isinstance(pushed, _Input):
                 return pushed
+            fallback = pushed
         if key not in self._frames:
-            if key == BATCH and BATCH in self.files:
+            if key in self.files and key == BATCH:
                 assert isinstance(self.client, ReadsTableFiles)
                 files = self.files[BATCH][1]
                 arrow = self.client.scan_data_files(self.table, files, ref=self.ref, namespace=self.namespace)
-            elif key == BATCH:  # staged alone on its own branch
-                assert self.batch_ref is not None
-                arrow = self.client.scan(self.table, ref=self.batch_ref, namespace=self.namespace)
-            else:
-                arrow = self.client.scan(self.table, ref=self.ref, namespace=self.namespace)
+            else:  # the table, or an append's batch staged alone on its own branch
+                arrow = self.client.scan(self.table, ref=self._ref(key), namespace=self.namespace)
             rows = arrow.num_rows
             self._frames[key] = _Input(table_to_dataframe(arrow, consume=True), rows)
-        return self._frames[key]
+        # Per suite: the two validations may share the rows but not the expectations that decided.
+        return replace(self._frames[key], fallback=fallback) if fallback else self._frames[key]
 
     def _pushdown(
         self, key: str, configurations: list[Any], result_format: Any, parameters: dict[str, Any], *, always: bool
-    ) -> _Input | None:
-        """The input with DuckDB-computed row metrics, or None if the suite needs something it cannot compute."""
-        from flows.audit.pushdown import ParquetTableMetrics, PushdownError, plan
+    ) -> _Input | str | None:
+        """The input with pushed-down row metrics; else why not (None: not tried, a small table in auto mode)."""
+        from flows.audit.pushdown import PushdownError, plan
+        from flows.lakehouse.errors import QueryError
 
         metrics = self._metrics.get(key)
         if metrics is None:
-            schema, files = self.files[key]
             try:
-                distinct_in = None
-                if key == TABLE and self.relied is not None:
-                    distinct_in = dict.fromkeys(self.relied.unique_columns, self._published)
-                metrics = self._metrics[key] = ParquetTableMetrics(files, schema, distinct_in=distinct_in)
+                metrics = self._metrics[key] = self._metrics_source(key)
             except PushdownError as exc:
                 _log.info("audit of %s: row metrics in pandas (%s)", self.table, exc)
-                return None
-        if not always and metrics.row_count < PUSHDOWN_MIN_ROWS:
+                return str(exc)
+            except QueryError as exc:  # the first aggregate (row and null counts) failed in the lakehouse's engine
+                _log.warning("audit of %s: its SQL failed (%s); computing row metrics in pandas", self.table, exc)
+                return f"the lakehouse's SQL engine failed: {exc}"
+        if not always and metrics.row_metrics == "duckdb" and metrics.row_count < PUSHDOWN_MIN_ROWS:
             return None  # decided from the Parquet footers, before DuckDB is even imported
         import duckdb
 
         try:
             missing = plan(metrics, configurations, result_format, parameters)
-        except duckdb.Error as exc:  # unexpected: the plain path still gives the right verdict
-            _log.warning("audit of %s: DuckDB failed (%s); computing row metrics in pandas", self.table, exc)
-            return None
+        except (duckdb.Error, QueryError) as exc:  # unexpected: the plain path still gives the right verdict
+            _log.warning("audit of %s: its SQL failed (%s); computing row metrics in pandas", self.table, exc)
+            return f"the pushdown's SQL failed: {exc}"
         if missing:
             _log.info("audit of %s: row metrics in pandas, because of %s", self.table, "; ".join(missing[:3]))
-            return None
+            more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+            return f"the pushdown cannot compute {'; '.join(missing[:3])}{more}"
         return _Input(metrics.frame(), metrics.row_count, metrics)
+
+    def _metrics_source(self, key: str) -> Any:
+        """What answers ``key``'s row metrics: DuckDB over its files where the backend lists them, else the
+        backend's own SQL engine (``client.query``) on the ref holding its rows."""
+        from flows.audit.pushdown import ParquetTableMetrics, QueryTableMetrics
+
+        if key in self.files:
+            schema, files = self.files[key]
+            distinct_in = None
+            if key == TABLE and self.relied is not None:
+                distinct_in = dict.fromkeys(self.relied.unique_columns, self._published)
+            return ParquetTableMetrics(files, schema, distinct_in=distinct_in)
+        ref = self._ref(key)
+        # The zero-row frame takes its dtypes from the Arrow schema the pandas path would convert: the scan's (one
+        # row of it: a limit of 0 may read as no limit to some backend).
+        schema = self.client.scan(self.table, ref=ref, namespace=self.namespace, limit=1).schema
+        return QueryTableMetrics(self.client, self.table, ref, self.namespace, schema)
 
     def close(self) -> None:
         for metrics in self._metrics.values():

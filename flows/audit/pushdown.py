@@ -1,18 +1,23 @@
-"""The audit's row-level metrics computed by DuckDB over the table's Parquet files ("pushdown").
+"""The audit's row-level metrics computed by SQL where the table lives ("pushdown").
 
 GX still runs the checkpoint: the same suite, Expectation classes, result objects, stores and data
 docs. Only the numbers that depend on the rows come from somewhere else. GX validates a zero-row
 pandas frame with the exact dtypes the full conversion would have (so schema expectations see what
 they would see), and ``PushdownPandasExecutionEngine`` answers the row-dependent metrics (row count,
-null counts, unexpected counts, the first unexpected values and their row positions) from DuckDB: one
-aggregate pass over the files for every count, plus one small query per failing expectation for its
-samples. Nothing is read into Python, so memory stays at DuckDB's working set.
+null counts, unexpected counts, the first unexpected values and their row positions) from SQL: one
+aggregate pass for every count, plus one small query per failing expectation for its samples. Nothing
+is read into Python, so memory stays at the SQL engine's working set.
 
-Only metrics whose pandas semantics are reproduced exactly are answered (``ParquetTableMetrics.
-can_answer``): null, set, range and uniqueness checks on int64, float64 and string columns (NaN counts
-as null, as in pandas), in the BASIC/SUMMARY result formats. ``plan`` lists what a suite
-needs beyond that; the audit then runs GX on the full pandas frame instead, so a suite never gives a
-different verdict because of where it ran. ``tests/test_audit_pushdown.py`` and
+The SQL is one (``SqlRowMetrics``); two sources run it. ``ParquetTableMetrics``: DuckDB over the table's
+Parquet files, on a backend that hands them out (the embedded one). ``QueryTableMetrics``: the lakehouse's
+own ``client.query`` on the audited ref, on one that does not (Bauplan: its engine runs the SQL, and only
+counts and samples cross the network).
+
+Only metrics whose pandas semantics are reproduced exactly are answered (``SqlRowMetrics.can_answer``):
+null, set, range and uniqueness checks on int64, float64 and string columns (NaN counts as null, as in
+pandas), in the BASIC/SUMMARY result formats. ``plan`` lists what a suite needs beyond that; the audit
+then runs GX on the full pandas frame instead, so a suite never gives a different verdict because of
+where it ran. ``tests/test_audit_pushdown.py``, ``tests/test_audit_pushdown_query.py`` and
 ``tests/test_audit_speed.py`` compare both paths' GX results field by field.
 """
 
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
     from great_expectations.validator.metric_configuration import MetricConfiguration
 
+    from flows.lakehouse.protocol import LakehouseClient
+
 # Map metrics answered here (GX's ``map_metric`` names) and the summaries GX asks of each.
 MAP_METRICS = ("column_values.nonnull", "column_values.in_set", "column_values.between", "column_values.unique")
 _SUFFIXES = ("unexpected_count", "unexpected_values", "unexpected_index_list", "unexpected_index_query")
@@ -54,7 +61,8 @@ _SHARED_NAN = float("nan")
 
 
 class MetricsSource(Protocol):
-    """What answers metrics for GX inside ``answering``: ``ParquetTableMetrics`` here, ``CrossTableMetrics``."""
+    """What answers metrics for GX inside ``answering``: ``ParquetTableMetrics``/``QueryTableMetrics`` here,
+    ``CrossTableMetrics``."""
 
     failures: list[str]  # errors raised while GX asked (GX folds them into results, which must not be trusted)
 
@@ -115,56 +123,56 @@ class _Check:
     column: str
     domain: str  # predicate: the rows GX's pandas metric looks at (non-null ones, except for nonnull)
     unexpected: str  # predicate over those rows
-    params: tuple[Any, ...] = ()  # bound to the ? in `unexpected`
+    params: tuple[Any, ...] = ()  # bound to the ? in `unexpected` (none where values are inlined)
     repeated_values: bool = False  # uniqueness: unexpected = rows whose value occurs more than once
     count_sql: str = ""  # uniqueness: a scalar query counting those rows without a pass over every row
 
 
-class ParquetTableMetrics:
-    """GX metrics of one table version, answered with DuckDB over its Parquet data files.
+class SqlRowMetrics:
+    """GX's row-dependent metrics of one table version, as SQL over one relation holding its rows.
 
-    ``files`` must be in the order a scan concatenates them (the row positions GX reports are
-    positions in that concatenation) and hold only live rows (the embedded lakehouse writes no deletes).
+    The SQL (which rows each metric considers, which are unexpected, what GX's pandas metric would count and
+    sample) is shared; a subclass says what the relation is, how a row's position is numbered and how the SQL
+    runs: ``ParquetTableMetrics`` (DuckDB over the data files, here) and ``QueryTableMetrics`` (the lakehouse's
+    own ``query``, on a backend that does not hand out its files).
     """
 
-    def __init__(self, files: list[str], schema: pa.Schema, *, distinct_in: dict[str, list[str]] | None = None) -> None:
-        import pyarrow.parquet as pq
+    row_metrics = "duckdb"  # where the audit's report says the row metrics were computed
+    fingerprint_marker = "parquet_files_fingerprint"  # the batch marker GX records, naming what identifies the rows
 
-        self.files = list(files)
-        self.schema = schema
-        # Per column, some of the files whose non-null values are known to be distinct (main's files, which an
-        # earlier audit proved unique): its uniqueness is then checked as a semi-join of the other files'
-        # values against them, exact under that premise, instead of grouping the whole table.
-        self.distinct_in = {
-            column: known
-            for column, known in (distinct_in or {}).items()
-            if known and set(known) < set(self.files) and column in schema.names
-        }
+    def __init__(self, schema: pa.Schema) -> None:
         if {"file_row_number", "__wap_row", "__wap_n"} & {n.lower() for n in schema.names}:
             raise PushdownError("a column is named like the row-position column the pushdown adds")
-        self._offsets: list[int] = []
-        rows = 0
-        digest = hashlib.md5(usedforsecurity=False)
-        nulls: dict[str, int] | None = dict.fromkeys(schema.names, 0)
-        self._stored_names: dict[str, str] | None = None  # table column -> its name inside the files
-        for path in self.files:
-            meta = pq.read_metadata(path)
-            stored = _stored_names(schema, meta.schema.to_arrow_schema())
-            if stored is None or (self._stored_names is not None and stored != self._stored_names):
-                raise PushdownError(f"{path}: its columns cannot be matched to the table's by field id")
-            self._stored_names = stored
-            self._offsets.append(rows)
-            rows += meta.num_rows
-            digest.update(f"{path}\0{meta.num_rows}\0".encode())
-            nulls = _add_footer_null_counts(nulls, meta, stored)
-        self.fingerprint = digest.hexdigest()  # identifies this table version (its files), like a data hash
-        self.row_count = rows
-        self._connection: Any = None  # opened on first query: the row count alone needs only the footers
+        self.schema = schema
+        self.row_count = 0
+        self.fingerprint = ""  # identifies this table version, like a data hash
         self._counts: dict[str, int] = {}
         self._sampled: dict[tuple[str, int], list[tuple[int, Any]]] = {}
         self.failures: list[str] = []  # errors raised while GX was asking (the audit must not trust that run)
-        # Null counts decide dtypes (int64 with nulls is float64 in pandas); footers usually have them.
-        self._null_counts: dict[str, int] | None = nulls
+        # Null counts decide dtypes (int64 with nulls is float64 in pandas).
+        self._null_counts: dict[str, int] | None = None
+
+    # ---------------------------------------------------------------- what a subclass provides
+
+    def _relation(self) -> str:
+        """A relation (SQL) holding the table's rows under the table's column names."""
+        raise NotImplementedError
+
+    def _positioned(self) -> str:
+        """The relation's rows with ``__wap_row``: their position as GX's pandas index numbers them (0-based)."""
+        raise NotImplementedError
+
+    def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        """Run one SELECT; its rows."""
+        raise NotImplementedError
+
+    def _bind(self, values: list[Any]) -> tuple[list[str], tuple[Any, ...]] | None:
+        """SQL standing for each value in a predicate, and what is bound to it: here a ``?`` each, bound to it.
+        None: these values cannot be written in this source's SQL (the metric is then not answered)."""
+        return ["?"] * len(values), tuple(values)
+
+    def close(self) -> None:
+        pass
 
     # ---------------------------------------------------------------- what can be answered
 
@@ -208,7 +216,10 @@ class ParquetTableMetrics:
                 return None
             if not values:
                 return _Check(column, domain, "TRUE", ())
-            return _Check(column, domain, f"{c} NOT IN ({', '.join('?' * len(values))})", tuple(values))
+            bound = self._bind(values)
+            if bound is None:
+                return None
+            return _Check(column, domain, f"{c} NOT IN ({', '.join(bound[0])})", bound[1])
         if base == "column_values.between":
             low, high = value_kwargs.get("min_value"), value_kwargs.get("max_value")
             if kind == "str" or (low is None and high is None):
@@ -217,39 +228,27 @@ class ParquetTableMetrics:
                 return None
             if low is not None and high is not None and low > high:
                 return None  # GX raises; let it, on the pandas path
-            parts, params = [], []
+            bounds = [v for v in (low, high) if v is not None]
+            bound = self._bind(bounds)
+            if bound is None:
+                return None
+            sql = iter(bound[0])
+            parts = []
             if low is not None:
-                parts.append(f"{c} {'>' if value_kwargs.get('strict_min') else '>='} ?")
-                params.append(low)
+                parts.append(f"{c} {'>' if value_kwargs.get('strict_min') else '>='} {next(sql)}")
             if high is not None:
-                parts.append(f"{c} {'<' if value_kwargs.get('strict_max') else '<='} ?")
-                params.append(high)
-            return _Check(column, domain, f"NOT ({' AND '.join(parts)})", tuple(params))
+                parts.append(f"{c} {'<' if value_kwargs.get('strict_max') else '<='} {next(sql)}")
+            return _Check(column, domain, f"NOT ({' AND '.join(parts)})", bound[1])
         return None
 
     def _repeated(self, column: str, domain: str) -> tuple[str, str]:
         """SQL for the values of ``column`` that occur more than once (pandas: ``duplicated(keep=False)`` over the
         non-null values), and a scalar SQL for the rows holding them."""
         c = _quote(column)
-        known = self.distinct_in.get(column)
-        if known is None:
-            groups = f"SELECT {c}, count(*) AS __wap_n FROM {self._relation()} WHERE {domain} GROUP BY {c}"
-            groups += " HAVING count(*) > 1"
-            return f"SELECT {c} FROM ({groups})", f"SELECT coalesce(sum(__wap_n), 0) FROM ({groups})"
-        # `known`'s values are distinct, so a value repeats iff it repeats among the other files or occurs in both;
-        # only the other files' values are grouped, and `known` is probed against them (a semi-join).
-        others = [f for f in self.files if f not in set(known)]
         # `__wap_n`, not `n`: a column named `n` would be renamed `n_1` by DuckDB and `n` would mean its values.
-        added = f"SELECT {c}, count(*) AS __wap_n FROM {self._relation(others)} WHERE {domain} GROUP BY {c}"
-        hits = f"SELECT {c} FROM {self._relation(known)} WHERE {domain} AND {c} IN (SELECT {c} FROM added)"
-        common = f"WITH added AS MATERIALIZED ({added}), hits AS MATERIALIZED ({hits}) "
-        repeated = f"{common}SELECT {c} FROM added WHERE __wap_n > 1 OR {c} IN (SELECT {c} FROM hits)"
-        # Each hit is one row of `known`; the other files' rows of a repeated value are counted by their groups.
-        count = (
-            f"{common}SELECT (SELECT coalesce(sum(__wap_n), 0) FROM added"
-            f" WHERE __wap_n > 1 OR {c} IN (SELECT {c} FROM hits)) + (SELECT count(*) FROM hits)"
-        )
-        return repeated, count
+        groups = f"SELECT {c}, count(*) AS __wap_n FROM {self._relation()} WHERE {domain} GROUP BY {c}"
+        groups += " HAVING count(*) > 1"
+        return f"SELECT {c} FROM ({groups})", f"SELECT coalesce(sum(__wap_n), 0) FROM ({groups})"
 
     @staticmethod
     def _split(name: str) -> tuple[str, str] | None:
@@ -293,32 +292,12 @@ class ParquetTableMetrics:
 
     # ---------------------------------------------------------------- answers
 
-    def _relation(self, files: list[str] | None = None) -> str:
-        files = self.files if files is None else files
-        if not files:
-            return "(SELECT * FROM (VALUES (NULL)) AS t(x) WHERE FALSE)"  # never used: row count 0 short-circuits
-        return f"(SELECT {self._projection()} FROM read_parquet([{', '.join(_literal(f) for f in files)}]))"
-
-    def _projection(self) -> str:
-        """The files' columns under the table's names."""
-        assert self._stored_names is not None
-        return ", ".join(f"{_quote(stored)} AS {_quote(name)}" for name, stored in self._stored_names.items())
-
-    def _positioned(self) -> str:
-        """The rows with their position in the scan's concatenation, as GX's pandas index numbers them."""
-        parts = [
-            f"SELECT {self._projection()}, file_row_number + {offset} AS __wap_row "
-            f"FROM read_parquet({_literal(path)}, file_row_number=true)"
-            for path, offset in zip(self.files, self._offsets, strict=True)
-        ]
-        return "(" + " UNION ALL ".join(parts) + ")"
-
     @staticmethod
     def _key(check: _Check) -> str:
         return json.dumps([check.column, check.domain, check.unexpected, check.params], default=repr)
 
     def prefetch(self, metrics: Iterable[MetricConfiguration]) -> None:
-        """Every count the metrics need, and every column's null count, in one pass over the files."""
+        """Every count the metrics need, and every column's null count if not known yet, in one aggregate pass."""
         checks: dict[str, _Check] = {}
         for metric in metrics:
             check = self._check_for(metric)
@@ -328,7 +307,7 @@ class ParquetTableMetrics:
         need_nulls = self._null_counts is None
         if not todo and not need_nulls:
             return
-        if not self.files:  # an empty table: every count is 0
+        if self.row_count == 0:  # an empty table: every count is 0
             self._counts.update({k: 0 for k, _ in todo})
             self._null_counts = dict.fromkeys(self.schema.names, 0)
             return
@@ -343,11 +322,7 @@ class ParquetTableMetrics:
             else:
                 selects.append(f"count(*) FILTER (WHERE {check.domain} AND {check.unexpected})")
                 params.extend(check.params)
-        row = (
-            self._con().execute(f"SELECT {', '.join(selects)} FROM {self._relation()}", params).fetchone()
-            if selects
-            else ()
-        )
+        row = self._rows(f"SELECT {', '.join(selects)} FROM {self._relation()}", params)[0] if selects else ()
         values = [int(v) for v in row]
         if need_nulls:
             self._null_counts = dict(zip(names, values[: len(names)], strict=True))
@@ -361,26 +336,26 @@ class ParquetTableMetrics:
         return self._counts[key]
 
     def _query_count(self, check: _Check) -> int:
-        if not self.files:
+        if self.row_count == 0:
             return 0
         if check.repeated_values:
-            return int(self._con().execute(check.count_sql).fetchone()[0])
+            return int(self._rows(check.count_sql, [])[0][0])
         sql = f"SELECT count(*) FROM {self._relation()} WHERE {check.domain} AND {check.unexpected}"
-        return int(self._con().execute(sql, list(check.params)).fetchone()[0])
+        return int(self._rows(sql, list(check.params))[0][0])
 
     def _samples(self, check: _Check, limit: int) -> list[tuple[int, Any]]:
         """The first ``limit`` unexpected rows, in scan order: (position, value)."""
         cached = self._sampled.get((self._key(check), limit))
         if cached is not None:
             return cached
-        if not self.files or limit <= 0 or self._count(check) == 0:
+        if self.row_count == 0 or limit <= 0 or self._count(check) == 0:
             return []
         c = _quote(check.column)
         sql = (
             f"SELECT __wap_row, {c} FROM {self._positioned()} "
             f"WHERE {check.domain} AND {check.unexpected} ORDER BY __wap_row LIMIT {int(limit)}"
         )
-        rows = [(int(r), v) for r, v in self._con().execute(sql, list(check.params)).fetchall()]
+        rows = [(int(r), v) for r, v in self._rows(sql, list(check.params))]
         self._sampled[(self._key(check), limit)] = rows
         return rows
 
@@ -431,6 +406,90 @@ class ParquetTableMetrics:
                 empty[name] = empty[name].astype(pa.array([None], self.schema.field(name).type).to_pandas().dtype)
         return empty
 
+
+class ParquetTableMetrics(SqlRowMetrics):
+    """GX metrics of one table version, answered with DuckDB over its Parquet data files.
+
+    ``files`` must be in the order a scan concatenates them (the row positions GX reports are
+    positions in that concatenation) and hold only live rows (the embedded lakehouse writes no deletes).
+    """
+
+    def __init__(self, files: list[str], schema: pa.Schema, *, distinct_in: dict[str, list[str]] | None = None) -> None:
+        import pyarrow.parquet as pq
+
+        super().__init__(schema)
+        self.files = list(files)
+        # Per column, some of the files whose non-null values are known to be distinct (main's files, which an
+        # earlier audit proved unique): its uniqueness is then checked as a semi-join of the other files'
+        # values against them, exact under that premise, instead of grouping the whole table.
+        self.distinct_in = {
+            column: known
+            for column, known in (distinct_in or {}).items()
+            if known and set(known) < set(self.files) and column in schema.names
+        }
+        self._offsets: list[int] = []
+        rows = 0
+        digest = hashlib.md5(usedforsecurity=False)
+        nulls: dict[str, int] | None = dict.fromkeys(schema.names, 0)
+        self._stored_names: dict[str, str] | None = None  # table column -> its name inside the files
+        for path in self.files:
+            meta = pq.read_metadata(path)
+            stored = _stored_names(schema, meta.schema.to_arrow_schema())
+            if stored is None or (self._stored_names is not None and stored != self._stored_names):
+                raise PushdownError(f"{path}: its columns cannot be matched to the table's by field id")
+            self._stored_names = stored
+            self._offsets.append(rows)
+            rows += meta.num_rows
+            digest.update(f"{path}\0{meta.num_rows}\0".encode())
+            nulls = _add_footer_null_counts(nulls, meta, stored)
+        self.fingerprint = digest.hexdigest()  # identifies this table version (its files), like a data hash
+        self.row_count = rows
+        self._connection: Any = None  # opened on first query: the row count alone needs only the footers
+        # Footers usually have the null counts; else the first aggregate pass counts them.
+        self._null_counts = nulls
+
+    def _repeated(self, column: str, domain: str) -> tuple[str, str]:
+        known = self.distinct_in.get(column)
+        if known is None:
+            return super()._repeated(column, domain)
+        c = _quote(column)
+        # `known`'s values are distinct, so a value repeats iff it repeats among the other files or occurs in both;
+        # only the other files' values are grouped, and `known` is probed against them (a semi-join).
+        others = [f for f in self.files if f not in set(known)]
+        added = f"SELECT {c}, count(*) AS __wap_n FROM {self._relation(others)} WHERE {domain} GROUP BY {c}"
+        hits = f"SELECT {c} FROM {self._relation(known)} WHERE {domain} AND {c} IN (SELECT {c} FROM added)"
+        common = f"WITH added AS MATERIALIZED ({added}), hits AS MATERIALIZED ({hits}) "
+        repeated = f"{common}SELECT {c} FROM added WHERE __wap_n > 1 OR {c} IN (SELECT {c} FROM hits)"
+        # Each hit is one row of `known`; the other files' rows of a repeated value are counted by their groups.
+        count = (
+            f"{common}SELECT (SELECT coalesce(sum(__wap_n), 0) FROM added"
+            f" WHERE __wap_n > 1 OR {c} IN (SELECT {c} FROM hits)) + (SELECT count(*) FROM hits)"
+        )
+        return repeated, count
+
+    def _relation(self, files: list[str] | None = None) -> str:
+        files = self.files if files is None else files
+        if not files:
+            return "(SELECT * FROM (VALUES (NULL)) AS t(x) WHERE FALSE)"  # never used: row count 0 short-circuits
+        return f"(SELECT {self._projection()} FROM read_parquet([{', '.join(_literal(f) for f in files)}]))"
+
+    def _projection(self) -> str:
+        """The files' columns under the table's names."""
+        assert self._stored_names is not None
+        return ", ".join(f"{_quote(stored)} AS {_quote(name)}" for name, stored in self._stored_names.items())
+
+    def _positioned(self) -> str:
+        """The rows with their position in the scan's concatenation, as GX's pandas index numbers them."""
+        parts = [
+            f"SELECT {self._projection()}, file_row_number + {offset} AS __wap_row "
+            f"FROM read_parquet({_literal(path)}, file_row_number=true)"
+            for path, offset in zip(self.files, self._offsets, strict=True)
+        ]
+        return "(" + " UNION ALL ".join(parts) + ")"
+
+    def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        return list(self._con().execute(sql, params).fetchall())
+
     def _con(self) -> Any:
         if self._connection is None:
             from flows.lakehouse.sql import BoundedDuckDB
@@ -444,8 +503,83 @@ class ParquetTableMetrics:
             self._connection = None
 
 
+class QueryTableMetrics(SqlRowMetrics):
+    """GX metrics of one table version, answered by the lakehouse's own SQL engine: ``client.query`` on ``ref``.
+
+    For a backend that does not hand out its Parquet files (Bauplan): the same SQL as ``ParquetTableMetrics``
+    runs where the table lives (Bauplan's engine remotely, DuckDB over the files on the embedded lakehouse), so
+    only one row per aggregate and the samples of failing checks cross the network, never the table. The
+    relation is the table's qualified name as ``query`` resolves it (``"namespace"."table"``, as
+    ``audit/baseline.py`` and ``gate/staging.py`` read it); ``query`` takes no bound parameters, so a value of a
+    check is written into the SQL as a literal of the type DuckDB would bind it as (strings quoted, numbers by
+    their exact ``repr``; never NaN or infinity, which are not answered). Construction runs one aggregate: the
+    row count and every column's null count (there are no Parquet footers to read them from).
+
+    Row positions (GX's ``unexpected_index_list``) are ``row_number() OVER () - 1``: positions in the order the
+    engine scans the table, which is the order ``scan`` returns it in only where the engine keeps one (the
+    embedded DuckDB numbers a non-partitioned ``row_number`` sequentially over its scan, in file order for a
+    table of one layout; no SQL engine promises it). Uniqueness groups the whole column (the semi-join against
+    main's proven-distinct files needs those files). ``schema`` is the table's Arrow schema as ``scan`` returns it:
+    the zero-row frame GX validates takes its dtypes from it.
+    """
+
+    row_metrics = "query"
+    fingerprint_marker = "table_ref_fingerprint"
+
+    def __init__(self, client: LakehouseClient, table: str, ref: str, namespace: str | None, schema: pa.Schema) -> None:
+        from flows.lakehouse.names import resolve_table_name
+
+        super().__init__(schema)
+        ns, name = resolve_table_name(table, namespace)
+        self.client, self.ref, self.namespace = client, ref, ns
+        self.table = f"{_quote(ns)}.{_quote(name)}"
+        self.received_rows = 0  # rows every query returned, in all: what crossed from the engine
+        counts = ["count(*)", *(f"count(*) - count({_quote(n)})" for n in schema.names)]
+        row = self._rows(f"SELECT {', '.join(counts)} FROM {self.table}", [])[0]
+        self.row_count = int(row[0])
+        self._null_counts = dict(zip(schema.names, (int(v) for v in row[1:]), strict=True))
+        # The table on the ref: a pinned ref (`branch@hash`, as the gate audits) names one commit's rows.
+        identity = json.dumps([getattr(client, "backend", ""), ns, name, ref, self.row_count])
+        self.fingerprint = hashlib.md5(identity.encode(), usedforsecurity=False).hexdigest()
+
+    def _relation(self) -> str:
+        return self.table
+
+    def _positioned(self) -> str:
+        return f"(SELECT *, row_number() OVER () - 1 AS __wap_row FROM {self.table})"
+
+    def _bind(self, values: list[Any]) -> tuple[list[str], tuple[Any, ...]] | None:
+        literals = [_sql_value(v) for v in values]
+        if any(v is None for v in literals):
+            return None
+        return [v for v in literals if v is not None], ()
+
+    def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        if params:
+            raise PushdownError("client.query takes no bound parameters")  # _bind inlines every value
+        result = self.client.query(sql, ref=self.ref, namespace=self.namespace)
+        self.received_rows += result.num_rows
+        return list(zip(*(column.to_pylist() for column in result.columns), strict=True))
+
+
+def _sql_value(value: Any) -> str | None:
+    """``value`` as a SQL literal of the type DuckDB binds it as (BIGINT, DOUBLE, VARCHAR); None if there is none
+    (NaN, infinity, an integer beyond 64 bits, a string holding NUL)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(int(value)) if -(2**63) <= value < 2**63 else None
+    if isinstance(value, float):
+        # repr is the shortest text that reads back as this very double; DuckDB reads it so (an unquoted 0.1 would
+        # be a DECIMAL).
+        return f"CAST({_literal(repr(float(value)))} AS DOUBLE)" if math.isfinite(value) else None
+    if isinstance(value, str):
+        return None if "\x00" in value else _literal(value)
+    return None
+
+
 def plan(
-    metrics_source: ParquetTableMetrics,
+    metrics_source: SqlRowMetrics,
     configurations: Iterable[ExpectationConfiguration],
     result_format: Any,
     parameters: dict[str, Any] | None = None,
@@ -505,7 +639,7 @@ def engine_class() -> type:
     from great_expectations.execution_engine import PandasExecutionEngine
 
     class PushdownPandasExecutionEngine(PandasExecutionEngine):
-        """GX's pandas engine; inside ``answering(...)`` the row-dependent metrics come from DuckDB.
+        """GX's pandas engine; inside ``answering(...)`` the row-dependent metrics come from its metrics source.
 
         Outside that block it is exactly ``PandasExecutionEngine``. GX finds metric implementations by
         walking the engine's class hierarchy, so every pandas metric still applies.
@@ -534,9 +668,9 @@ def engine_class() -> type:
             batch_data, markers = super().get_batch_data_and_markers(batch_spec)
             source = _ACTIVE.get()
             if source is not None:
-                # The zero-row frame's hash would identify nothing; the files identify the table version.
+                # The zero-row frame's hash would identify nothing; the source identifies the table version.
                 markers.pop("pandas_data_fingerprint", None)
-                markers["parquet_files_fingerprint"] = source.fingerprint
+                markers[getattr(source, "fingerprint_marker", "parquet_files_fingerprint")] = source.fingerprint
             return batch_data, markers
 
     return PushdownPandasExecutionEngine

@@ -60,8 +60,18 @@ def _count(value: int | None) -> str:
 
 _ROW_METRICS = {
     "duckdb": "computed by DuckDB over the table's Parquet files, GX on a zero-row frame of the same dtypes",
+    "query": (
+        "computed by the lakehouse's SQL engine on the audited commit (only counts and samples returned),"
+        " GX on a zero-row frame of the same dtypes"
+    ),
     "pandas": "computed by GX on the table read into pandas",
 }
+
+
+def _row_metrics(kind: str, fallback: str | None = None) -> str:
+    """Where a validation's row metrics were computed, and why in pandas when the pushdown was tried."""
+    said = _ROW_METRICS.get(kind, kind)
+    return f"{said} ({fallback})" if fallback and kind == "pandas" else said
 
 
 def _percent(value: float | None) -> str:
@@ -270,7 +280,10 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
         if len(audit.suites) < 2:
             facts += [
                 ("Suite", audit.suite_name),
-                ("Row metrics", _ROW_METRICS.get(audit.row_metrics, audit.row_metrics)),
+                (
+                    "Row metrics",
+                    _row_metrics(audit.row_metrics, audit.suites[0].row_metrics_fallback if audit.suites else None),
+                ),
                 ("Data docs", code(audit.data_docs_url) if audit.data_docs_url else "not built"),
             ]
         for suite in audit.suites if len(audit.suites) > 1 else ():
@@ -280,7 +293,7 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
                     f"Suite {suite.suite_name}",
                     f"{'passed' if suite.success else '**failed**'} on {WHAT_SUITES_VALIDATE[suite.validates]}"
                     f" ({_count(suite.rows)} rows): {t['successful']} of {t['evaluated']} expectations passed;"
-                    f" row metrics {_ROW_METRICS.get(suite.row_metrics, suite.row_metrics)}",
+                    f" row metrics {_row_metrics(suite.row_metrics, suite.row_metrics_fallback)}",
                 ),
                 (f"Data docs of {suite.suite_name}", code(suite.data_docs_url) if suite.data_docs_url else "not built"),
             ]
