@@ -8,7 +8,7 @@ import pytest
 from gate_fixtures import run_cli
 
 from flows.gate.gc import collect_stale_branches, parse_duration
-from flows.gate.naming import is_gate_branch
+from flows.gate.naming import default_branch_name, is_gate_branch
 from flows.lakehouse import MAIN, InvalidNameError, connect
 from flows.lakehouse.leases import hold_branch_lease, read_lease
 
@@ -88,6 +88,21 @@ def test_gc_keeps_the_branch_of_a_live_run(lakehouse):
     assert read_lease(lakehouse, GATE) is None  # released when the run ends
     gone = collect_stale_branches(lakehouse, older_than=timedelta(0), now=later)
     assert [(b.name, b.deleted) for b in gone] == [(GATE, True)]
+
+
+def test_gc_reads_a_gate_branch_age_from_its_name_first_and_a_live_lease_still_keeps_it(lakehouse):
+    # Made just now (the catalog's created_at), but its name says two days ago: the name is what gc reads (as
+    # on Bauplan, which records no creation time); liveness is still the lease's, and any user's gate branch is
+    # a candidate on the embedded backend (no accounts; the leases tell every run's liveness).
+    named = default_branch_name("titanic", "someone_else", now=datetime.now(UTC) - timedelta(days=2))
+    lakehouse.create_branch(named, MAIN)
+    with hold_branch_lease(lakehouse, named):
+        kept = collect_stale_branches(lakehouse, older_than=timedelta(hours=1))
+        assert [(b.name, b.deleted, b.age_from) for b in kept] == [(named, False, "name")]
+        assert kept[0].alive and "live run" in kept[0].alive and lakehouse.has_branch(named)
+    gone = collect_stale_branches(lakehouse, older_than=timedelta(hours=1))
+    assert [(b.name, b.deleted, b.age_from) for b in gone] == [(named, True, "name")]
+    assert not lakehouse.has_branch(named)
 
 
 def test_a_lease_whose_heartbeat_stopped_is_not_alive(lakehouse, monkeypatch):
