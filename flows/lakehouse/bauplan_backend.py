@@ -11,6 +11,7 @@ renames a method or keyword fails the contract test instead of failing in produc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -540,6 +541,11 @@ class BauplanClient:
         split_ref(from_ref)
         try:
             return _branch(self._call("create_branch", branch=branch, from_ref=from_ref, if_not_exists=if_not_exists))
+        except bx.ForbiddenError:
+            # The refusal names the branch-name rule with the user's own prefix: ask who we are (once, cached).
+            with contextlib.suppress(Exception):
+                self.info()
+            raise
         except (bx.BranchExistsError, bx.ConflictError):
             # Asked only when refused, so the gate's create_branch costs no extra call: a tag's name says so.
             if self._call("has_tag", tag=branch):
