@@ -18,8 +18,6 @@ only: a state a revert made is the state of the publish it restored, which `--to
 
 from __future__ import annotations
 
-import getpass
-import os
 from typing import Any
 
 from prefect import flow
@@ -40,6 +38,7 @@ from flows.lakehouse import (
     default_lakehouse,
 )
 from flows.lakehouse.leases import hold_branch_lease
+from flows.lakehouse.names import wap_user
 from flows.reports.revert import RevertOutcome, RevertPlan, emit_revert_events, publish_revert_report
 
 REVERT_STEP = "revert_merge"  # WAP_PAUSE_AT=revert_merge stops a revert just before its merge into main
@@ -56,7 +55,7 @@ class MainMovedError(ConcurrentUpdateError):
 
 def revert_user() -> str:
     """Who reverts: WAP_USER, else the OS user (as gate branch names are made)."""
-    return os.environ.get("WAP_USER") or getpass.getuser()
+    return wap_user()
 
 
 def published(commit: Commit, dataset: str) -> bool:

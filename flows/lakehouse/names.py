@@ -153,7 +153,11 @@ def check_column_names(names: Sequence[str], *, source: str | None = None) -> No
             )
 
 
+def wap_user() -> str:
+    """Who is running the gate here: `WAP_USER`, else the OS user."""
+    return os.environ.get("WAP_USER") or getpass.getuser()
+
+
 def local_username() -> str:
-    """The user the embedded backend names branches for: `WAP_USER`, else the OS user, as a branch-name part."""
-    user = os.environ.get("WAP_USER") or getpass.getuser()
-    return re.sub(r"[^A-Za-z0-9_-]", "_", user) or "wap"
+    """The user the embedded backend names branches for: `wap_user()` as a branch-name part."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", wap_user()) or "wap"
