@@ -46,6 +46,52 @@ def validate_schema_policy(policy: str, where: str = "") -> str:
     return policy
 
 
+# What the gate does once the audit has passed (`merge`: publish to main; `inspect`: keep the branch at the audited
+# commit and record what publish would record, for `wap publish BRANCH`) and once it has failed (`delete` the
+# branch; `inspect`: keep it). Bauplan's WAP options of the same names.
+ON_SUCCESS = ("merge", "inspect")
+ON_FAILURE = ("delete", "inspect")
+DEFAULT_ON_SUCCESS, DEFAULT_ON_FAILURE = "merge", "delete"
+WAP_OPTIONS = ("on_success", "on_failure")  # their keys in gx/datasets.yml, for a dataset and for a group
+
+
+def validate_on_success(value: object, where: str = "") -> str:
+    if value not in ON_SUCCESS:
+        raise DatasetError(f"{where}unknown on_success {value!r:.80}: use one of {', '.join(ON_SUCCESS)}")
+    return str(value)
+
+
+def validate_on_failure(value: object, where: str = "") -> str:
+    if value not in ON_FAILURE:
+        raise DatasetError(f"{where}unknown on_failure {value!r:.80}: use one of {', '.join(ON_FAILURE)}")
+    return str(value)
+
+
+def resolve_wap_options(
+    declared: Dataset | Group, on_success: str | None, on_failure: str | None, keep_failed_branch: bool = False
+) -> tuple[str, str]:
+    """A run's (on_success, on_failure): what the run says, else what the dataset or group declares.
+    ``keep_failed_branch`` is the older spelling of ``on_failure="inspect"``."""
+    if keep_failed_branch and on_failure not in (None, "inspect"):
+        raise DatasetError(f"--keep-failed-branch is --on-failure inspect: not with --on-failure {on_failure!r:.80}")
+    success = declared.on_success if on_success is None else validate_on_success(on_success, "--on-success: ")
+    if keep_failed_branch:
+        return success, "inspect"
+    return success, declared.on_failure if on_failure is None else validate_on_failure(on_failure, "--on-failure: ")
+
+
+def check_source_for_backend(dataset: str, source: str, backend: str, *, group: str | None = None) -> None:
+    """Refuse, before any branch exists, a source the backend cannot read: Bauplan imports from S3 only."""
+    if backend != "bauplan" or source.startswith("s3://"):
+        return
+    override = f"--source {dataset}=s3://bucket/key" if group else "--source s3://bucket/key"
+    who = f"group {group}: dataset {dataset}" if group else f"dataset {dataset}"
+    raise DatasetError(
+        f"{who}: source {source:.200} cannot be read by Bauplan, which imports from S3 only: upload it to S3 and"
+        f" pass {override}, or declare an s3:// source"
+    )
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
@@ -56,6 +102,8 @@ class Dataset:
     schedule: str | None = None
     mode: str = DEFAULT_MODE
     schema: str = DEFAULT_SCHEMA_POLICY
+    on_success: str = DEFAULT_ON_SUCCESS
+    on_failure: str = DEFAULT_ON_FAILURE
 
     @property
     def fqn(self) -> str:
@@ -66,6 +114,9 @@ class Dataset:
         data.pop("name")
         if data["schema"] == DEFAULT_SCHEMA_POLICY:
             data.pop("schema")  # the default, and only meaningful for appends: not written unless chosen
+        for key, default in (("on_success", DEFAULT_ON_SUCCESS), ("on_failure", DEFAULT_ON_FAILURE)):
+            if data[key] == default:
+                data.pop(key)
         return data
 
 
@@ -110,10 +161,20 @@ def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
     for name, entry in entries.items():
         if not isinstance(entry, dict) or not entry.get("source"):
             raise DatasetError(f"{path}: dataset {name!r} needs at least a 'source'")
-        unknown = set(entry) - {"source", "table", "namespace", "checkpoint", "schedule", "mode", "schema"}
+        unknown = set(entry) - {
+            "source",
+            "table",
+            "namespace",
+            "checkpoint",
+            "schedule",
+            "mode",
+            "schema",
+            *WAP_OPTIONS,
+        }
         if unknown:
             raise DatasetError(f"{path}: dataset {name!r} has unknown keys: {', '.join(sorted(unknown))}")
         validate_dataset_name(str(name))
+        where = f"{path}: dataset {name!r}: "
         dataset = Dataset(
             name=name,
             source=str(entry["source"]),
@@ -121,8 +182,10 @@ def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
             namespace=validate_identifier(entry.get("namespace") or DEFAULT_NAMESPACE, "namespace"),
             checkpoint=str(entry.get("checkpoint") or name),
             schedule=entry.get("schedule") or None,
-            mode=validate_mode(entry.get("mode", DEFAULT_MODE), f"{path}: dataset {name!r}: "),
-            schema=validate_schema_policy(entry.get("schema", DEFAULT_SCHEMA_POLICY), f"{path}: dataset {name!r}: "),
+            mode=validate_mode(entry.get("mode", DEFAULT_MODE), where),
+            schema=validate_schema_policy(entry.get("schema", DEFAULT_SCHEMA_POLICY), where),
+            on_success=validate_on_success(entry.get("on_success", DEFAULT_ON_SUCCESS), where),
+            on_failure=validate_on_failure(entry.get("on_failure", DEFAULT_ON_FAILURE), where),
         )
         datasets[name] = dataset
     return datasets
@@ -137,6 +200,8 @@ class Group:
     members: tuple[str, ...]  # dataset names, in the order they are written
     checkpoint: str | None = None
     schedule: str | None = None
+    on_success: str = DEFAULT_ON_SUCCESS  # the group's, not its members': a group publishes (or is kept) as one
+    on_failure: str = DEFAULT_ON_FAILURE
 
 
 def load_groups(path: Path | None = None) -> dict[str, Group]:
@@ -157,7 +222,7 @@ def load_groups(path: Path | None = None) -> dict[str, Group]:
             raise DatasetError(f"{where} has the name of a dataset: give the group another name")
         if not isinstance(entry, dict) or not isinstance(entry.get("members"), list) or not entry["members"]:
             raise DatasetError(f"{where} needs 'members:', a list of the datasets it publishes together")
-        unknown = set(entry) - {"members", "checkpoint", "schedule"}
+        unknown = set(entry) - {"members", "checkpoint", "schedule", *WAP_OPTIONS}
         if unknown:
             raise DatasetError(f"{where} has unknown keys: {', '.join(sorted(map(str, unknown)))}")
         members = tuple(str(m) for m in entry["members"])
@@ -185,6 +250,8 @@ def load_groups(path: Path | None = None) -> dict[str, Group]:
             members=members,
             checkpoint=None if checkpoint is None else str(checkpoint),
             schedule=entry.get("schedule") or None,
+            on_success=validate_on_success(entry.get("on_success", DEFAULT_ON_SUCCESS), f"{where}: "),
+            on_failure=validate_on_failure(entry.get("on_failure", DEFAULT_ON_FAILURE), f"{where}: "),
         )
     return groups
 

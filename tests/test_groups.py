@@ -318,7 +318,9 @@ def test_wap_serve_deploys_a_group_as_one_flow_and_its_members_only_with_it(tmp_
     path = _declarations(tmp_path, {"shop": {"members": list(MEMBERS), "schedule": "0 6 * * *"}})
     monkeypatch.setenv("WAP_DATASETS", str(path))
     deployments = {d.name: d for d in build_deployments(backend="local", lakehouse=str(tmp_path / "lake"))}
-    assert set(deployments) == {"titanic", "shop"}  # a member alone would publish apart from its group
+    # A member alone would publish apart from its group; `publish` publishes a branch a run kept for inspection.
+    assert set(deployments) == {"titanic", "shop", "publish"}
+    assert deployments["publish"].flow_name == "wap-publish"
     shop = deployments["shop"]
     assert shop.flow_name == "wap-group" and shop.parameters["group"] == "shop"
     assert [s.schedule.cron for s in shop.schedules] == ["0 6 * * *"]

@@ -5,6 +5,7 @@ One module per command group, all on the app in `common`:
     lakehouse.py  branches, tables, log, query
     gate.py       run, validate, demo, serve
     gc.py         gc
+    publish.py    publish (a branch kept for inspection)
     revert.py     revert
     suite.py      `wap suite ...`
     doctor.py     `wap doctor`
@@ -21,6 +22,7 @@ import flows.cli.lakehouse  # noqa: F401
 # isort: split
 import flows.cli.gate  # noqa: F401
 import flows.cli.gc  # noqa: F401
+import flows.cli.publish  # noqa: F401
 import flows.cli.revert  # noqa: F401
 from flows.cli.common import app, err, exit_code_for, one_line
 from flows.cli.doctor import doctor_app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -30,16 +31,49 @@ from flows.cli.common import (
 
 
 def _run_one(
-    dataset: str, source: str | None, branch: str | None, backend: str, lakehouse: str, keep: bool, mode: str | None
+    dataset: str,
+    source: str | None,
+    branch: str | None,
+    backend: str,
+    lakehouse: str,
+    options: WapOptions,
+    mode: str | None,
 ):
     from flows.gate import run_gate
 
-    return run_gate(dataset, source, branch, backend, lakehouse, keep_failed_branch=keep, mode=mode)
+    return run_gate(dataset, source, branch, backend, lakehouse, mode=mode, **options.flow_parameters())
+
+
+@dataclass(frozen=True)
+class WapOptions:
+    """A run's `--on-success`, `--on-failure` and `--keep-failed-branch` (None: as the dataset or group declares)."""
+
+    on_success: str | None
+    on_failure: str | None
+    keep_failed_branch: bool
+
+    def check(self) -> None:
+        """Bad values are exit 2 before anything runs (the flows check them again, for deployments). Only the
+        flags are checked here, so any declaration will do."""
+        from flows.datasets import Dataset, resolve_wap_options
+
+        resolve_wap_options(Dataset("", "", ""), self.on_success, self.on_failure, self.keep_failed_branch)
+
+    def flow_parameters(self) -> dict:
+        return asdict(self)
 
 
 def published_line(outcome) -> str:
-    """What `wap run` prints for a published run (append: the batch and the table it made; a group: each member)."""
-    if hasattr(outcome, "members"):  # a GroupOutcome (not imported here: `wap --help` stays light)
+    """What `wap run` prints for a published run (append: the batch and the table it made; a group: each member),
+    or for one kept for inspection (on_success inspect: passed, not published)."""
+    grouped = hasattr(outcome, "members")  # a GroupOutcome (not imported here: `wap --help` stays light)
+    if outcome.kept_for_inspection:
+        what = f"group {outcome.group}" if grouped else outcome.dataset
+        return (
+            f"audited {what}: passed; kept branch {outcome.branch} at commit {outcome.audited_commit} for"
+            f" inspection, not published: publish it with `wap publish {outcome.branch}`"
+        )
+    if grouped:
         parts = [_member_rows(m) for m in outcome.members.values()]
         return f"published group {outcome.group}: {'; '.join(parts)} at commit {outcome.published_commit}"
     return f"published {outcome.dataset}: {_member_rows(outcome, named=False)} at commit {outcome.published_commit}"
@@ -83,7 +117,20 @@ def run(
         typer.Option(help="Override the declared source URI (a group: MEMBER=URI, repeatable)."),
     ] = None,
     branch: Annotated[str | None, typer.Option(help="Branch name (default <user>.wap_<dataset>_<id>).")] = None,
-    keep_failed_branch: Annotated[bool, typer.Option(help="Keep the branch of a failed run.")] = False,
+    keep_failed_branch: Annotated[
+        bool, typer.Option(help="Keep the branch of a failed run: an alias of --on-failure inspect.")
+    ] = False,
+    on_success: Annotated[
+        str | None,
+        typer.Option(
+            help="merge (publish to main) or inspect (keep the audited branch, publish later with `wap publish"
+            " BRANCH`); default: as declared, else merge."
+        ),
+    ] = None,
+    on_failure: Annotated[
+        str | None,
+        typer.Option(help="delete (the failed branch) or inspect (keep it); default: as declared, else delete."),
+    ] = None,
     mode: Annotated[
         str | None,
         typer.Option(help="replace (the table becomes the source) or append (add the rows); default: as declared."),
@@ -91,7 +138,8 @@ def run(
     backend: Backend = "local",
     lakehouse: LakehousePath = ".lakehouse",
 ) -> None:
-    """Write, audit and publish a dataset or a group: exit 0 published, 1 blocked, 2 bad input, 3 not published."""
+    """Write, audit and publish a dataset or a group: exit 0 published (or, on_success inspect, passed and kept for
+    `wap publish`), 1 blocked, 2 bad input, 3 not published."""
     if [dataset is not None, all_datasets, group is not None].count(True) != 1:
         fail("error: give one of DATASET, --group NAME or --all", EXIT_BAD_INPUT)
     if all_datasets and (source or branch):
@@ -101,14 +149,17 @@ def run(
     if dataset is not None and source and len(source) > 1:
         fail("error: --source is given once for a dataset (MEMBER=URI pairs are for --group)", EXIT_BAD_INPUT)
     track_stderr()
+    options = WapOptions(on_success, on_failure, keep_failed_branch)
     with cli_errors(gate=True):
         _check_backend(backend)
         _preflight(dataset, branch, mode, group)
+        options.check()
         sources = {}
         if group is not None:
             from flows.datasets import get_group
 
             sources = parse_group_sources(get_group(group), source or [])
+        _check_sources(backend, dataset, group, source, sources)
         from flows.gate import check_prefect_api
 
         check_prefect_api()  # before any branch exists: an unreachable API costs seconds and writes nothing
@@ -116,17 +167,32 @@ def run(
         if group is not None:
             from flows.gate import run_group
 
-            out.print(published_line(run_group(group, sources, branch, backend, lakehouse, keep_failed_branch)))
+            grouped = run_group(group, sources, branch, backend, lakehouse, **options.flow_parameters())
+            out.print(published_line(grouped), markup=False, highlight=False, soft_wrap=True)
             return
         if dataset is not None:
             one_source = source[0] if source else None
-            outcome = _run_one(dataset, one_source, branch, backend, lakehouse, keep_failed_branch, mode)
-            out.print(published_line(outcome))
+            outcome = _run_one(dataset, one_source, branch, backend, lakehouse, options, mode)
+            out.print(published_line(outcome), markup=False, highlight=False, soft_wrap=True)
             return
-        _run_all(backend, lakehouse, keep_failed_branch, mode)
+        _run_all(backend, lakehouse, options, mode)
 
 
-def _run_all(backend: str, lakehouse: str, keep: bool, mode: str | None) -> None:
+def _check_sources(
+    backend: str, dataset: str | None, group: str | None, given: list[str] | None, sources: dict[str, str]
+) -> None:
+    """Bauplan imports from S3 only: a source it cannot read is exit 2 before any branch exists (the flows check
+    again, for deployments; `--all` leaves it to each run, so that the others go on)."""
+    from flows.datasets import check_source_for_backend, get_dataset, get_group
+
+    if group is not None:
+        for member in get_group(group).members:
+            check_source_for_backend(member, sources.get(member) or get_dataset(member).source, backend, group=group)
+    elif dataset is not None:
+        check_source_for_backend(dataset, given[0] if given else get_dataset(dataset).source, backend)
+
+
+def _run_all(backend: str, lakehouse: str, options: WapOptions, mode: str | None) -> None:
     """Every dataset that is in no group, and every group as one unit, concurrently; a summary table."""
     from flows.datasets import load_datasets, load_groups
     from flows.gate import GroupOutcome, run_group
@@ -137,9 +203,9 @@ def _run_all(backend: str, lakehouse: str, keep: bool, mode: str | None) -> None
     units.update({f"{g} (group)": (g, True) for g in sorted(groups)})
     with ThreadPoolExecutor(max_workers=min(8, len(units)) or 1) as pool:
         futures = {
-            label: pool.submit(run_group, name, None, None, backend, lakehouse, keep)
+            label: pool.submit(run_group, name, None, None, backend, lakehouse, **options.flow_parameters())
             if is_group
-            else pool.submit(_run_one, name, None, None, backend, lakehouse, keep, mode)
+            else pool.submit(_run_one, name, None, None, backend, lakehouse, options, mode)
             for label, (name, is_group) in units.items()
         }
     summary = Table("dataset", "outcome", "rows", "commit / reason")
@@ -149,7 +215,10 @@ def _run_all(backend: str, lakehouse: str, keep: bool, mode: str | None) -> None
         if exc is None:
             o = future.result()
             rows = sum(m.rows or 0 for m in o.members.values()) if isinstance(o, GroupOutcome) else o.rows
-            summary.add_row(name, "published", str(rows), (o.published_commit or "")[:12])
+            if o.kept_for_inspection:
+                summary.add_row(name, "kept for inspection", str(rows), f"wap publish {o.branch}")
+            else:
+                summary.add_row(name, "published", str(rows), (o.published_commit or "")[:12])
         else:
             code = exit_code_for(exc)
             worst = max(worst, code)

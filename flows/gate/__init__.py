@@ -2,6 +2,7 @@
 
 flow.py      the flow and its three tasks, as the process reads
 group.py     a group's flow: its members on one branch, their audits and the cross-table rules, one publish
+inspection.py  on_success inspect: the pending publish kept in Prefect, and `wap publish` (the wap-publish flow)
 outcome.py   what a run produces (GateOutcome, WrittenBranch) and the gate's own errors
 guards.py    publish merges exactly the audited commit: the branch checks, and the evidence recorded
 writing.py   how the write task shapes the table by mode and schema policy
@@ -12,8 +13,9 @@ gc.py        `wap gc`
 deployments.py  `wap serve`
 """
 
-from flows.gate.flow import audit_branch_table, publish_to_main, run_gate, wap, write_to_branch
+from flows.gate.flow import audit_branch_table, publish_to_main, run_gate, run_publish, wap, write_to_branch
 from flows.gate.group import run_group, wap_group
+from flows.gate.inspection import NoPendingPublishError, PendingPublish, PublishOutcome, wap_publish
 from flows.gate.naming import default_branch_name, gate_branch_name, is_gate_branch, validate_gate_branch
 from flows.gate.outcome import (
     AuditFailedError,
@@ -32,7 +34,10 @@ __all__ = [
     "GateOutcome",
     "GroupAuditFailedError",
     "GroupOutcome",
+    "NoPendingPublishError",
+    "PendingPublish",
     "PrefectUnavailableError",
+    "PublishOutcome",
     "WrittenBranch",
     "audit_branch_table",
     "check_prefect_api",
@@ -42,8 +47,10 @@ __all__ = [
     "publish_to_main",
     "run_gate",
     "run_group",
+    "run_publish",
     "validate_gate_branch",
     "wap",
     "wap_group",
+    "wap_publish",
     "write_to_branch",
 ]

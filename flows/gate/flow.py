@@ -7,11 +7,13 @@
         audit_branch_table read that exact commit back, run the checkpoint, report; raise if it fails
         publish_to_main    merge that exact commit into main with the audit as commit properties, delete the
                            branch; if the branch moved, was deleted or recreated meanwhile, publish nothing
+        (keep_for_inspection)  on_success inspect, instead of publish: the branch kept at the audited commit,
+                           what publish would record stored for `wap publish BRANCH` (gate/inspection.py)
         (rebase_onto_main) if another append published first: the batch on top of the new main, audited
                            again, then publish
 
 A failure anywhere rolls the transaction back: the write task's rollback hook deletes the branch (unless
-the user keeps failed branches for inspection), and main is never touched. The lease tells `wap gc` that
+on_failure is inspect: the failed branch is kept), and main is never touched. The lease tells `wap gc` that
 the branch belongs to a live run.
 """
 
@@ -28,7 +30,7 @@ from prefect.tasks import exponential_backoff
 from prefect.transactions import get_transaction, transaction
 
 from flows.audit import AuditResult, audit_table
-from flows.datasets import Dataset, get_dataset, validate_mode
+from flows.datasets import Dataset, check_source_for_backend, get_dataset, resolve_wap_options, validate_mode
 from flows.gate.guards import (
     audit_commit_properties,
     branch_must_exist,
@@ -36,6 +38,7 @@ from flows.gate.guards import (
     delete_quietly,
     merge_recorded,
 )
+from flows.gate.inspection import PendingPublish, PublishOutcome, keep_for_inspection, lakehouse_location, wap_publish
 from flows.gate.naming import gate_branch_name, validate_gate_branch
 from flows.gate.outcome import AuditFailedError, GateOutcome, Lakehouse, PrefectUnavailableError, WrittenBranch
 from flows.gate.rebase import MAX_REBASES, pure_append_batch, rebase_batch
@@ -61,6 +64,7 @@ from flows.lakehouse import (
 from flows.lakehouse.leases import hold_branch_lease
 from flows.lakehouse.sources import inspect_source
 from flows.reports import describe_failures, emit_audit_event, publish_audit_artifacts, publish_validation_report
+from flows.reports.text import query_hint
 
 
 def _is_transient(task, task_run, state) -> bool:
@@ -203,8 +207,7 @@ def publish_to_main(
             commit = merge_recorded(
                 client,
                 f"{branch}@{written.commit}",
-                commit_message=f"wap: publish {dataset.fqn} ({rows_written(dataset, written)}, audit"
-                f" {audit.suite_names} passed)",
+                commit_message=publish_message(dataset, written, audit),
                 commit_properties=audit_commit_properties(dataset, branch, source, written, audit),
             )
         except MergeConflictError:
@@ -215,6 +218,27 @@ def publish_to_main(
     delete_quietly(client, branch)
     print(f"published {dataset.fqn} to {MAIN} at commit {commit}")
     return commit
+
+
+def publish_message(dataset: Dataset, written: WrittenBranch, audit: AuditResult) -> str:
+    return f"wap: publish {dataset.fqn} ({rows_written(dataset, written)}, audit {audit.suite_names} passed)"
+
+
+def pending_publish(
+    lakehouse: Lakehouse, dataset: Dataset, branch: str, source: str, written: WrittenBranch, audit: AuditResult
+) -> PendingPublish:
+    """on_success inspect: what publish_to_main would record, for `wap publish` to record later."""
+    return PendingPublish(
+        kind="dataset",
+        name=dataset.name,
+        branch=branch,
+        audited_commit=written.commit,
+        commit_message=publish_message(dataset, written, audit),
+        properties=audit_commit_properties(dataset, branch, source, written, audit),
+        tables=(dataset.fqn,),
+        backend=lakehouse.backend,
+        lakehouse=lakehouse_location(lakehouse),
+    )
 
 
 @task(name="rebase", task_run_name="rebase {dataset.name} onto main", cache_policy=NO_CACHE)
@@ -238,19 +262,26 @@ def wap(
     lakehouse: str | None = None,
     keep_failed_branch: bool = False,
     mode: str | None = None,
+    on_success: str | None = None,
+    on_failure: str | None = None,
 ) -> GateOutcome:
     """Write-Audit-Publish one dataset: published to main only if its GX checkpoint passes.
 
-    `mode` (replace or append) overrides the dataset's declared mode."""
+    `mode` (replace or append) overrides the dataset's declared mode; `on_success` (merge, or inspect: keep the
+    audited branch for `wap publish`) and `on_failure` (delete, or inspect: keep the failed branch) its declared
+    options. `keep_failed_branch` is on_failure inspect."""
     spec = get_dataset(dataset)
     if mode is not None:
         spec = dataclasses.replace(spec, mode=validate_mode(mode))
+    success, failure = resolve_wap_options(spec, on_success, on_failure, keep_failed_branch)
     target = Lakehouse(backend or default_backend(), str(lakehouse or default_lakehouse()))
+    check_source_for_backend(spec.name, source or spec.source, target.backend)  # before any branch exists
     outcome = GateOutcome(
         spec.name,
         validate_gate_branch(branch or gate_branch_name(target.connect(), spec.name)),
         source or spec.source,
         mode=spec.mode,
+        kept_failed_branch=failure == "inspect",
     )
     flow_run = FlowRunContext.get()
     # run_gate reads these if Prefect itself fails after the body returned (e.g. its server died).
@@ -258,20 +289,27 @@ def wap(
     THIS_RUN.flow_run_id = str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else None
     try:
         with hold_branch_lease(target.connect(), outcome.branch), transaction():
-            written = write_to_branch(target, spec, outcome.source, outcome.branch, keep_failed_branch)
+            keep = outcome.kept_failed_branch
+            written = write_to_branch(target, spec, outcome.source, outcome.branch, keep)
             outcome.rows, outcome.audited_commit, outcome.added = written.rows, written.commit, written.added
             pause_point("audit")
             outcome.audit = audit_branch_table(target, spec, outcome.branch, written)
-            pause_point("publish")
-            published = publish_to_main(target, spec, outcome.branch, outcome.source, written, outcome.audit)
-            while published is None:  # main moved under a pure append: the batch on top of it, audited again
-                written = rebase_onto_main(target, spec, outcome.branch, written)
-                outcome.rows, outcome.audited_commit = written.rows, written.commit
-                outcome.audit = audit_branch_table(target, spec, outcome.branch, written)
+            if success == "inspect":  # passed: kept at the audited commit for `wap publish`, nothing merged
+                pending = pending_publish(target, spec, outcome.branch, outcome.source, written, outcome.audit)
+                outcome.pending_key = keep_for_inspection(target, pending)
+            else:
+                pause_point("publish")
                 published = publish_to_main(target, spec, outcome.branch, outcome.source, written, outcome.audit)
-            outcome.published_commit = published
+                while published is None:  # main moved under a pure append: the batch on top of it, audited again
+                    written = rebase_onto_main(target, spec, outcome.branch, written)
+                    outcome.rows, outcome.audited_commit = written.rows, written.commit
+                    outcome.audit = audit_branch_table(target, spec, outcome.branch, written)
+                    published = publish_to_main(target, spec, outcome.branch, outcome.source, written, outcome.audit)
+                outcome.published_commit = published
     except AuditFailedError as exc:
         outcome.audit = exc.result
+        if outcome.kept_failed_branch:
+            exc.keep(outcome.branch, query_hint(spec.fqn, outcome.branch))
         publish_validation_report(outcome, error=exc)
         raise
     except Exception as exc:
@@ -290,6 +328,8 @@ def run_gate(
     lakehouse: str | None = None,
     keep_failed_branch: bool = False,
     mode: str | None = None,
+    on_success: str | None = None,
+    on_failure: str | None = None,
 ) -> GateOutcome:
     """Run the ``wap`` flow in this process, as ``wap run`` and ``wap demo`` do.
 
@@ -314,7 +354,19 @@ def run_gate(
                 lakehouse=lakehouse,
                 keep_failed_branch=keep_failed_branch,
                 mode=mode,
+                on_success=on_success,
+                on_failure=on_failure,
             )
+    except Exception as exc:
+        return reraise_prefect_failure(exc)
+
+
+def run_publish(branch: str, backend: str | None = None, lakehouse: str | None = None) -> PublishOutcome:
+    """Run the ``wap-publish`` flow in this process, as ``wap publish`` does (see ``run_gate``)."""
+    THIS_RUN.outcome = THIS_RUN.flow_run_id = None
+    try:
+        with gate_settings():
+            return wap_publish(branch, backend=backend, lakehouse=lakehouse)
     except Exception as exc:
         return reraise_prefect_failure(exc)
 

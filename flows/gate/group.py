@@ -6,9 +6,11 @@ published in one merge commit or not at all.
         audit_branch_table      each member at the branch's final commit, by its own checkpoint
         audit_group_tables      the group's cross-table rules on that same commit
         publish_group_to_main   merge exactly that commit into main: every member in one commit
+        (keep_for_inspection)   on_success inspect, instead: the branch kept at that commit for `wap publish`
 
 Every member and the cross-table rules are audited even after one fails, so the report lists every reason
-at once; any failure blocks the whole group, and the write tasks' rollback deletes the branch. A group is
+at once; any failure blocks the whole group, and the write tasks' rollback deletes the branch (on_failure
+inspect: keeps it). The group's own on_success / on_failure apply, not its members'. A group is
 not rebased: if main changed a member's table meanwhile, the merge conflicts and nothing is published (exit 3).
 """
 
@@ -23,7 +25,15 @@ from prefect.transactions import transaction
 
 from flows.audit import AuditResult
 from flows.audit.cross_table import audit_cross_table_rules, check_group_checkpoints, group_namespace
-from flows.datasets import Dataset, DatasetError, Group, get_dataset, get_group
+from flows.datasets import (
+    Dataset,
+    DatasetError,
+    Group,
+    check_source_for_backend,
+    get_dataset,
+    get_group,
+    resolve_wap_options,
+)
 from flows.gate.flow import audit_branch_table, reraise_prefect_failure, write_to_branch
 from flows.gate.guards import (
     audit_commit_properties,
@@ -32,6 +42,7 @@ from flows.gate.guards import (
     delete_quietly,
     merge_recorded,
 )
+from flows.gate.inspection import PendingPublish, keep_for_inspection, lakehouse_location
 from flows.gate.naming import gate_branch_name, validate_gate_branch
 from flows.gate.outcome import (
     CROSS_TABLE_RULES,
@@ -46,6 +57,7 @@ from flows.gate.staging import stages_batch
 from flows.lakehouse import DEFAULT_NAMESPACE, MAIN, default_backend, default_lakehouse
 from flows.lakehouse.leases import hold_branch_lease
 from flows.reports import emit_audit_event, publish_audit_artifacts, publish_group_report, publish_validation_report
+from flows.reports.text import query_hint
 
 
 def check_group_runs_here(group: Group, members: list[Dataset], lakehouse: Lakehouse) -> None:
@@ -104,12 +116,16 @@ def publish_group_to_main(
         published = merge_recorded(
             client,
             f"{branch}@{commit}",
-            commit_message=f"wap: publish group {group.name} ({', '.join(m.fqn for m in members)}, audits passed)",
+            commit_message=group_publish_message(group, members),
             commit_properties=group_commit_properties(group, members, branch, commit, outcome, written),
         )
     delete_quietly(client, branch)
     print(f"published group {group.name} ({len(members)} tables) to {MAIN} at commit {published}")
     return published
+
+
+def group_publish_message(group: Group, members: list[Dataset]) -> str:
+    return f"wap: publish group {group.name} ({', '.join(m.fqn for m in members)}, audits passed)"
 
 
 def group_commit_properties(
@@ -159,15 +175,23 @@ def wap_group(
     backend: str | None = None,
     lakehouse: str | None = None,
     keep_failed_branch: bool = False,
+    on_success: str | None = None,
+    on_failure: str | None = None,
 ) -> GroupOutcome:
     """Write-Audit-Publish a group: every member published to main in one commit only if every member's
-    checkpoint and the group's cross-table rules pass. ``sources`` overrides members' declared sources."""
+    checkpoint and the group's cross-table rules pass. ``sources`` overrides members' declared sources;
+    ``on_success`` / ``on_failure`` the group's declared options (see ``wap``)."""
     spec = get_group(group)
     members = [get_dataset(name) for name in spec.members]
     unknown = sorted(set(sources or {}) - set(spec.members))
     if unknown:
         raise DatasetError(f"--source {unknown[0]}=...: {unknown[0]!r} is not a member of group {group}")
+    success, failure = resolve_wap_options(spec, on_success, on_failure, keep_failed_branch)
     target = Lakehouse(backend or default_backend(), str(lakehouse or default_lakehouse()))
+    for member in members:  # before any branch exists
+        check_source_for_backend(
+            member.name, (sources or {}).get(member.name) or member.source, target.backend, group=spec.name
+        )
     check_group_runs_here(spec, members, target)
     check_group_checkpoints(
         [m.checkpoint for m in members],
@@ -181,10 +205,18 @@ def wap_group(
         spec.name,
         branch,
         {
-            m.name: GateOutcome(m.name, branch, (sources or {}).get(m.name) or m.source, mode=m.mode, group=spec.name)
+            m.name: GateOutcome(
+                m.name,
+                branch,
+                (sources or {}).get(m.name) or m.source,
+                mode=m.mode,
+                group=spec.name,
+                kept_failed_branch=failure == "inspect",
+            )
             for m in members
         },
         checkpoint=spec.checkpoint,
+        kept_failed_branch=failure == "inspect",
     )
     flow_run = FlowRunContext.get()
     THIS_RUN.outcome = outcome
@@ -196,11 +228,17 @@ def wap_group(
                 # Only the first write may be retried: it makes the branch, and deletes it if it fails.
                 write = write_to_branch if not written else write_to_branch.with_options(retries=0)
                 written[member.name] = write(
-                    target, member, outcome.members[member.name].source, branch, keep_failed_branch, outcome.base
+                    target,
+                    member,
+                    outcome.members[member.name].source,
+                    branch,
+                    outcome.kept_failed_branch,
+                    outcome.base,
                 )
                 outcome.base = written[member.name].base
             # Every member is audited on the commit that holds them all: the one that gets merged.
             head = list(written.values())[-1].commit
+            outcome.audited_commit = head
             written = {name: dataclasses.replace(w, commit=head) for name, w in written.items()}
             for name, w in written.items():
                 outcome.members[name].rows, outcome.members[name].added = w.rows, w.added
@@ -219,11 +257,30 @@ def wap_group(
                     failures[CROSS_TABLE_RULES] = outcome.cross
             if failures:
                 raise GroupAuditFailedError(spec.name, failures)
-            pause_point("publish")
-            outcome.published_commit = publish_group_to_main(target, spec, members, branch, head, outcome, written)
-            for member_outcome in outcome.members.values():
-                member_outcome.published_commit = outcome.published_commit
+            if success == "inspect":  # passed: kept at the audited commit for `wap publish`, nothing merged
+                pending = PendingPublish(
+                    kind="group",
+                    name=spec.name,
+                    branch=branch,
+                    audited_commit=head,
+                    commit_message=group_publish_message(spec, members),
+                    properties=group_commit_properties(spec, members, branch, head, outcome, written),
+                    tables=tuple(m.fqn for m in members),
+                    backend=target.backend,
+                    lakehouse=lakehouse_location(target),
+                )
+                outcome.pending_key = keep_for_inspection(target, pending)
+                for member_outcome in outcome.members.values():
+                    member_outcome.pending_key = outcome.pending_key
+            else:
+                pause_point("publish")
+                outcome.published_commit = publish_group_to_main(target, spec, members, branch, head, outcome, written)
+                for member_outcome in outcome.members.values():
+                    member_outcome.published_commit = outcome.published_commit
     except Exception as exc:
+        if isinstance(exc, GroupAuditFailedError) and outcome.kept_failed_branch:
+            failed = next((m for m in members if m.name in exc.results), members[0])
+            exc.keep(branch, query_hint(failed.fqn, branch))
         if not prefect_transport_error(exc):
             _report(outcome, exc)
         raise
@@ -246,6 +303,8 @@ def run_group(
     backend: str | None = None,
     lakehouse: str | None = None,
     keep_failed_branch: bool = False,
+    on_success: str | None = None,
+    on_failure: str | None = None,
 ) -> GroupOutcome:
     """Run the ``wap-group`` flow in this process, as ``wap run --group`` and ``wap demo`` do (see ``run_gate``)."""
     THIS_RUN.outcome = THIS_RUN.flow_run_id = None
@@ -258,6 +317,8 @@ def run_group(
                 backend=backend,
                 lakehouse=lakehouse,
                 keep_failed_branch=keep_failed_branch,
+                on_success=on_success,
+                on_failure=on_failure,
             )
     except Exception as exc:
         return reraise_prefect_failure(exc)

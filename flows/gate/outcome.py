@@ -13,11 +13,22 @@ from flows.reports import summarize_failures
 class AuditFailedError(Exception):
     """The checkpoint failed: the data is blocked and main is unchanged."""
 
+    kept: str | None = None  # on_failure inspect: the branch the failed data waits on (see `keep`)
+    kept_hint: str = ""  # and how to look at it
+
     def __init__(self, dataset: str, result: AuditResult) -> None:
         # One line (the CLI prints it as is); the audit task logs the detailed description.
         super().__init__(f"{dataset}: {summarize_failures(result)}")
         self.dataset = dataset
         self.result = result
+
+    def keep(self, branch: str, hint: str) -> None:
+        """Say that the failed branch was kept for inspection, and how to look at it."""
+        self.kept, self.kept_hint = branch, hint
+
+    def __str__(self) -> str:
+        said = super().__str__()
+        return f"{said}; kept branch {self.kept} for inspection: {self.kept_hint}" if self.kept else said
 
 
 class BranchChangedError(ConcurrentUpdateError):
@@ -65,10 +76,18 @@ class GateOutcome:
     mode: str = DEFAULT_MODE
     added: int | None = None  # the rows this run imported (append: the batch)
     group: str | None = None  # the group it ran in (published or blocked with the whole group)
+    # on_success inspect: passed, not merged; the branch kept at `audited_commit`, what publish would record stored
+    # under this Prefect artifact key (flows.gate.inspection), for `wap publish BRANCH`.
+    pending_key: str | None = None
+    kept_failed_branch: bool = False  # on_failure inspect: the branch stays for inspection if the run fails
 
     @property
     def published(self) -> bool:
         return self.published_commit is not None
+
+    @property
+    def kept_for_inspection(self) -> bool:
+        return self.pending_key is not None
 
 
 class GroupAuditFailedError(AuditFailedError):
@@ -98,7 +117,14 @@ class GroupOutcome:
     cross: AuditResult | None = field(default=None, repr=False)
     published_commit: str | None = None
     base: str | None = None  # main's commit the branch was made from
+    audited_commit: str | None = None  # the branch commit every member was audited at
+    pending_key: str | None = None  # on_success inspect: as GateOutcome's
+    kept_failed_branch: bool = False
 
     @property
     def published(self) -> bool:
         return self.published_commit is not None
+
+    @property
+    def kept_for_inspection(self) -> bool:
+        return self.pending_key is not None

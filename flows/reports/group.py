@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prefect.artifacts import create_markdown_artifact
 
 from flows.reports.markdown import GateRun, _code, _count, _failure, _prose, _result, _short, describe_expectation
-from flows.reports.prefect import artifact_key
+from flows.reports.prefect import artifact_key, said_in_brief
 
 if TYPE_CHECKING:
     from flows.audit import AuditResult
@@ -47,15 +47,28 @@ def render_group_markdown(outcome: GroupRun, error: BaseException | None = None)
     cross = outcome.cross
     if cross is not None and not cross.success:
         blocked_by.append("the cross-table rules")
+    inspect = getattr(outcome, "pending_key", None) is not None  # on_success inspect: passed, kept, not merged
     if outcome.published:
         verdict = "PUBLISHED"
         lead = (
             f"**Every member and the cross-table rules passed**: {len(members)} tables published to `main` in one"
             f" commit, {_code(outcome.published_commit)}."
         )
+    elif inspect:
+        verdict = "PASSED — kept for inspection"
+        lead = (
+            f"**Every member and the cross-table rules passed**: kept on branch {_code(outcome.branch)} at commit"
+            f" {_code(getattr(outcome, 'audited_commit', ''))} for inspection, not published; `main` is unchanged."
+            f" Publish all {len(members)} tables in one commit with {_code(f'wap publish {outcome.branch}')}."
+        )
     elif blocked_by:
         verdict = "BLOCKED by the audit"
         lead = f"**Blocked by {', '.join(blocked_by)}**: no member was published, `main` is unchanged."
+        if getattr(error, "kept", None):  # on_failure inspect
+            lead += (
+                f"\n\n**The failed branch {_code(getattr(error, 'kept', ''))} is kept for inspection**:"
+                f" {_code(getattr(error, 'kept_hint', ''))}"
+            )
     else:
         verdict = "NOT PUBLISHED"
         lead = "Nothing was published, `main` is unchanged."
@@ -91,7 +104,12 @@ def render_group_markdown(outcome: GroupRun, error: BaseException | None = None)
         ("Members", ", ".join(members)),
         ("Branch", _code(outcome.branch)),
         ("Built on main at", _code(outcome.base) if outcome.base else ""),
-        ("Published commit", _code(outcome.published_commit) if outcome.published else "blocked"),
+        (
+            "Published commit",
+            _code(outcome.published_commit)
+            if outcome.published
+            else ("none yet: kept for inspection" if inspect else "blocked"),
+        ),
         ("Cross-table checkpoint", outcome.checkpoint or "none"),
     ]
     if cross is not None:
@@ -108,5 +126,5 @@ def publish_group_report(outcome: GroupRun, error: BaseException | None = None) 
     create_markdown_artifact(
         key=artifact_key(outcome.group, "validation"),
         markdown=render_group_markdown(outcome, error),
-        description=f"group {outcome.group}: {'published' if outcome.published else 'blocked'}",
+        description=f"group {outcome.group}: {said_in_brief(outcome)}",
     )

@@ -187,8 +187,11 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
     code, prose, short, failure, result = _code, _prose, _short, _failure, _result
 
     schema = error if isinstance(error, SchemaMismatchError) else None
+    inspect = getattr(outcome, "pending_key", None) is not None  # on_success inspect: passed, kept, not merged
     if outcome.published:
         verdict = "PUBLISHED"
+    elif inspect:
+        verdict = "PASSED — kept for inspection"
     elif failed:
         verdict = "BLOCKED by the audit"
     elif outcome.group is not None and isinstance(error, AuditFailedLike):
@@ -220,6 +223,12 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
                 )
             else:
                 lines.append(f"**All {s['evaluated']} expectations passed**: {outcome.rows} rows published to `main`.")
+        elif inspect:
+            lines.append(
+                f"**All {s['evaluated']} expectations passed**: kept on branch {code(outcome.branch)} at commit"
+                f" {code(getattr(outcome, 'audited_commit', ''))} for inspection, not published; `main` is unchanged."
+                f" Publish it with {code(f'wap publish {outcome.branch}')}."
+            )
         elif failed:
             lines.append(
                 f"**{s['unsuccessful']} of {s['evaluated']} expectations failed**: nothing was published,"
@@ -236,6 +245,9 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
         lines.append("The gate stopped before the audit: nothing was published, `main` is unchanged.")
     if error is not None and not failed and not (outcome.group is not None and isinstance(error, AuditFailedLike)):
         lines += ["", f"**Error**: {prose(f'{type(error).__name__}: {error}', 300)}"]
+    if isinstance(error, AuditFailedLike) and getattr(error, "kept", None):  # on_failure inspect
+        hint = getattr(error, "kept_hint", "")
+        lines += ["", f"**The failed branch {code(error.kept)} is kept for inspection**: {code(hint)}"]
     lines.append("")
 
     if failed:
@@ -263,7 +275,12 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
         ("Branch", code(outcome.branch)),
         ("Mode", outcome.mode),
         *rows_facts,
-        ("Published commit", code(outcome.published_commit) if outcome.published else "blocked"),
+        (
+            "Published commit",
+            code(outcome.published_commit)
+            if outcome.published
+            else ("none yet: kept for inspection" if inspect else "blocked"),
+        ),
     ]
     if audit is not None:
         s = audit.statistics

@@ -5,12 +5,13 @@ Per dataset, three artifact keys hold its history:
     <dataset>-expectations  table: one row per expectation
     <dataset>-data-docs     link: the GX data docs page of the batch suite's validation
     <dataset>-table-data-docs  link: the same for the table suite, when the checkpoint has one
+A run kept for inspection (on_success inspect) also writes its pending publish (flows.gate.inspection).
 The markdown and the table rows come from `markdown.py`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
@@ -50,8 +51,17 @@ def publish_validation_report(outcome: GateRun, error: BaseException | None = No
     create_markdown_artifact(
         key=artifact_key(outcome.dataset, "validation"),
         markdown=render_markdown(outcome, error),
-        description=f"{outcome.dataset}: {'published' if outcome.published else 'blocked'}",
+        description=f"{outcome.dataset}: {said_in_brief(outcome)}",
     )
+
+
+def said_in_brief(outcome: Any) -> str:
+    """A run's verdict in a few words, for an artifact's description (a dataset's run or a group's)."""
+    if outcome.published:
+        return "published"
+    if getattr(outcome, "pending_key", None):
+        return f"passed, kept on branch {outcome.branch} for inspection (not published)"
+    return "blocked"
 
 
 def emit_audit_event(dataset: str, result: AuditResult, *, branch: str) -> None:
@@ -71,4 +81,14 @@ def emit_audit_event(dataset: str, result: AuditResult, *, branch: str) -> None:
             "failed_expectations": [e.expectation_type for e in result.expectations if not e.success],
             "run_id": result.run_id,
         },
+    )
+
+
+def emit_inspection_event(event: str, name: str, payload: dict[str, Any]) -> None:
+    """`wap.audit.inspect` (passed, kept for inspection) and `wap.inspect.published` (then published by `wap
+    publish`), with the dataset or group as resource, as the audit events have it."""
+    emit_event(
+        event=event,
+        resource={"prefect.resource.id": f"wap.dataset.{name}", "prefect.resource.name": name},
+        payload={"dataset": name, **payload},
     )

@@ -92,3 +92,8 @@ def _head(e: ExpectationOutcome) -> str:
 def _arguments(kwargs: dict[str, Any]) -> str:
     shown = {k: v for k, v in kwargs.items() if v is not None and k not in ("result_format", "catch_exceptions")}
     return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+def query_hint(table: str, branch: str) -> str:
+    """How to look at a branch kept for inspection: a `wap query` to paste."""
+    return f'wap query "SELECT * FROM {table} LIMIT 20" --ref {branch}'
