@@ -722,6 +722,46 @@ def test_live_branch_round_trip() -> None:
     assert not client.has_branch(branch)
 
 
+LIVE_TITANIC = os.environ.get("WAP_LIVE_TITANIC_S3", "")
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not os.environ.get("BAUPLAN_API_KEY"), reason="needs BAUPLAN_API_KEY and network")
+@pytest.mark.skipif(
+    not LIVE_TITANIC.startswith("s3://"), reason="needs WAP_LIVE_TITANIC_S3=s3://... (a Titanic CSV Bauplan can read)"
+)
+@pytest.mark.timeout(900)
+def test_live_whole_gate_run_on_an_s3_titanic(prefect_api: str) -> None:
+    """`wap run titanic` against the real service, on_success inspect so the user's main is never touched: the
+    branch is written, audited by Bauplan's engine (server-side SQL), kept at the audited commit with its pending
+    publish recorded; then deleted. The key never appears in the output."""
+    import re
+
+    from cli_runner import run_cli
+    from gate_fixtures import latest_artifact
+
+    result = run_cli(
+        "run", "titanic", "--backend", "bauplan", "--source", LIVE_TITANIC, "--on-success", "inspect", timeout=800
+    )
+    output = result.stdout + result.stderr
+    assert os.environ["BAUPLAN_API_KEY"] not in output
+    kept = re.search(r"kept branch (\S+) at commit ([0-9a-f]+) for inspection", result.stdout)
+    assert result.returncode == 0 and kept, output
+    branch, commit = kept.groups()
+    client = connect("bauplan", client_timeout=120)
+    try:
+        user = client.info().user.username
+        assert branch.startswith(f"{user}.wap_titanic_")
+        assert client.get_branch(branch).hash == commit
+        rows = client.query("SELECT count(*) AS n FROM bauplan.titanic", ref=f"{branch}@{commit}")
+        assert rows.column("n")[0].as_py() > 0
+        report = latest_artifact("titanic-validation", prefect_api)
+        assert report is not None and "computed by the lakehouse's SQL engine" in report["data"], report
+    finally:
+        client.delete_branch(branch, if_exists=True)
+    assert not client.has_branch(branch)
+
+
 # ------------------------------------------------------------------------------ appends: the staged batch
 
 
@@ -779,7 +819,7 @@ def test_an_append_stages_its_batch_through_the_sdk_and_checks_it_server_side() 
     staged = isolate_batch(client, dataset, "s3://bucket/batch.parquet", branch, base="a" * 16, commit="d" * 16)
     assert staged == f"{branch}_batch@{'c' * 16}"
     assert fake.called("create_branch") == [
-        {"branch": f"{branch}_batch", "from_ref": f"main@{'a' * 16}", "if_not_exists": False}
+        {"branch": f"{branch}_batch", "from_ref": f"main@{'a' * 16}", "if_not_exists": True}
     ]
     [created] = fake.called("create_table")
     assert created["branch"] == f"{branch}_batch" and created["replace"] is True and created["table"] == "titanic"

@@ -246,3 +246,52 @@ def test_run_all_publishes_every_dataset_through_the_sdk(bauplan_standin, tmp_pa
     assert sorted(c.properties["wap.dataset"] for c in publishes) == ["titanic", "titanic_copy"]
     for commit in publishes:  # each run reported the commit its own merge made
         assert commit.hash[:12] in result.stdout
+
+
+def shop_batch(sdk, tag: str, *, orders: int, first_id: int, seed: int, orphans: int = 0) -> list[str]:
+    """The shop group's three members as s3:// objects on the stand-in; `--source` arguments for them."""
+    from flows.demo.shop import generate_customers, generate_orders, orphan_items
+
+    order_table, items = generate_orders(orders, customers=30, first_id=first_id, seed=seed)
+    if orphans:
+        items = orphan_items(items, orphans, missing_from=10_000)
+    args = []
+    for member, table in (("customers", generate_customers(30)), ("orders", order_table), ("order_items", items)):
+        uri = f"s3://wap-test/shop/{tag}/{member}.parquet"
+        put_s3_object(sdk, uri, table)
+        args += ["--source", f"{member}={uri}"]
+    return args
+
+
+def test_a_group_with_appended_members_publishes_in_one_commit_through_the_sdk(bauplan_standin) -> None:
+    """customers replace, orders and order_items append: each appended batch staged on the branch's one staging
+    branch, audited, and every member merged in one commit; the staging branch is gone after the audits."""
+    sdk = bauplan_standin
+    first = run_cli("run", "--group", "shop", *shop_batch(sdk, "day1", orders=40, first_id=1, seed=1))
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = lake(sdk).get_branch(MAIN).hash
+    second = run_cli("run", "--group", "shop", *shop_batch(sdk, "day2", orders=25, first_id=41, seed=2))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert main_rows(sdk, "shop.orders") == 65
+    head = next(iter(lake(sdk).get_commits(MAIN, limit=1)))
+    assert head.parent_hashes[0] == before  # main as it was, then the audited commit
+    assert head.properties["wap.group"] == "shop"
+    assert head.properties["member.orders.wap.added_rows"] == "25"
+    assert head.properties["member.orders.wap.mode"] == "append"
+    assert len(sdk.called("merge_branch")) == 2  # one per group run, every member at once
+    # One staging branch per run, shared by both appended members, made once and deleted after the audits.
+    staged = [c["branch"] for c in sdk.called("create_branch") if c["branch"].endswith("_batch")]
+    assert len(set(staged)) == 2, staged
+    assert [b.name for b in lake(sdk).get_branches()] == [MAIN]
+
+
+def test_a_group_append_that_fails_its_audit_publishes_no_member_and_leaves_no_branch(bauplan_standin) -> None:
+    sdk = bauplan_standin
+    assert run_cli("run", "--group", "shop", *shop_batch(sdk, "day1", orders=40, first_id=1, seed=1)).returncode == 0
+    head = lake(sdk).get_branch(MAIN).hash
+    result = run_cli("run", "--group", "shop", *shop_batch(sdk, "bad", orders=20, first_id=41, seed=3, orphans=3))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert lake(sdk).get_branch(MAIN).hash == head
+    assert main_rows(sdk, "shop.orders") == 40
+    assert [b.name for b in lake(sdk).get_branches()] == [MAIN]  # gate branch and staging branch both deleted

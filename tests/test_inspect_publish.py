@@ -218,6 +218,18 @@ def test_publish_without_a_pending_publish_names_the_branch_and_the_pending_ones
     assert "no pending publish for branch tester.wap_titanic_never" in line and found["branch"] in line
 
 
+def test_the_pending_list_is_newest_first_and_bounded(sources, tmp_path):
+    from flows.gate.inspection import list_pending
+
+    lake = tmp_path / "lake"
+    older = kept(wap("run", "titanic", "--source", sources["clean"], "--on-success", "inspect", lake=lake))
+    newer = kept(wap("run", "titanic", "--source", sources["other"], "--on-success", "inspect", lake=lake))
+    listed = list_pending()
+    assert listed.index(newer["branch"]) < listed.index(older["branch"]), listed
+    assert list_pending(show=1) == [newer["branch"]]
+    assert len(list_pending(show=2)) == 2
+
+
 def test_a_pending_publish_not_recorded_by_a_gate_run_is_refused(sources, tmp_path):
     """Anyone who can write artifacts could write a record: only a completed gate run's is taken."""
     from flows.gate.inspection import PendingPublish, lakehouse_location, record_pending

@@ -155,12 +155,19 @@ def delete_gate_branch(txn) -> None:
 
 @task(name="audit", task_run_name="audit {dataset.name} on {branch}", cache_policy=NO_CACHE)
 def audit_branch_table(
-    lakehouse: Lakehouse, dataset: Dataset, branch: str, written: WrittenBranch, raise_on_failure: bool = True
+    lakehouse: Lakehouse,
+    dataset: Dataset,
+    branch: str,
+    written: WrittenBranch,
+    raise_on_failure: bool = True,
+    delete_staging: bool = True,
 ) -> AuditResult:
     """Run the dataset's checkpoint on the branch table at the written commit: the batch suite on the rows
     the run added, the table suite on the table as it would be published, both given the facts of main as
     the run found it; publish its artifacts; raise if it fails (a group's member returns the failed result:
-    a task that fails rolls the whole transaction back, and the group audits every member first)."""
+    a task that fails rolls the whole transaction back, and the group audits every member first). An append
+    staged on Bauplan reads its batch on the staging branch, deleted here unless ``delete_staging`` is off (a
+    group's members share it: the group deletes it after the last member's audit)."""
     client = lakehouse.connect()
     with branch_must_exist(branch, f"before its commit {written.commit[:12]} was audited"):
         try:
@@ -176,7 +183,7 @@ def audit_branch_table(
                 batch_ref=written.batch_ref,
             )
         finally:
-            if written.batch_ref is not None:
+            if written.batch_ref is not None and delete_staging:
                 delete_staging_branch(client, branch)
     publish_audit_artifacts(dataset.name, result)
     emit_audit_event(dataset.name, result, branch=branch)

@@ -10,7 +10,8 @@ published in one merge commit or not at all.
 
 Every member and the cross-table rules are audited even after one fails, so the report lists every reason
 at once; any failure blocks the whole group, and the write tasks' rollback deletes the branch (on_failure
-inspect: keeps it). The group's own on_success / on_failure apply, not its members'. A group is
+inspect: keeps it). The group's own on_success / on_failure apply, not its members'. On Bauplan the
+appended members' batches are staged on the branch's one staging branch (gate/staging.py). A group is
 not rebased: if main changed a member's table meanwhile, the merge conflicts and nothing is published (exit 3).
 """
 
@@ -53,23 +54,11 @@ from flows.gate.outcome import (
     WrittenBranch,
 )
 from flows.gate.runtime import THIS_RUN, gate_settings, pause_point, prefect_transport_error
-from flows.gate.staging import stages_batch
+from flows.gate.staging import delete_staging_branch
 from flows.lakehouse import DEFAULT_NAMESPACE, MAIN, default_backend, default_lakehouse
 from flows.lakehouse.leases import hold_branch_lease
 from flows.reports import emit_audit_event, publish_audit_artifacts, publish_group_report, publish_validation_report
 from flows.reports.text import query_hint
-
-
-def check_group_runs_here(group: Group, members: list[Dataset], lakehouse: Lakehouse) -> None:
-    """Before any branch exists: what this backend cannot do for a group (bad input, exit 2)."""
-    client = lakehouse.connect()
-    staged = [m.name for m in members if stages_batch(client, m)]
-    if staged:
-        # Each append there is isolated on the branch's one staging branch (gate/staging.py), made per run.
-        raise DatasetError(
-            f"group {group.name}: appends in a group are not supported on {lakehouse.backend} yet"
-            f" ({', '.join(staged)}); run those members on their own"
-        )
 
 
 @task(name="audit group", task_run_name="audit {group.name} across tables on {branch}", cache_policy=NO_CACHE)
@@ -192,7 +181,6 @@ def wap_group(
         check_source_for_backend(
             member.name, (sources or {}).get(member.name) or member.source, target.backend, group=spec.name
         )
-    check_group_runs_here(spec, members, target)
     check_group_checkpoints(
         [m.checkpoint for m in members],
         spec.checkpoint,
@@ -245,11 +233,17 @@ def wap_group(
                 outcome.members[name].audited_commit = head
             pause_point("audit")
             failures: dict[str, AuditResult] = {}
-            for member in members:
-                audit = audit_branch_table(target, member, branch, written[member.name], raise_on_failure=False)
-                outcome.members[member.name].audit = audit
-                if not audit.success:
-                    failures[member.name] = audit
+            try:
+                for member in members:
+                    audit = audit_branch_table(
+                        target, member, branch, written[member.name], raise_on_failure=False, delete_staging=False
+                    )
+                    outcome.members[member.name].audit = audit
+                    if not audit.success:
+                        failures[member.name] = audit
+            finally:  # Bauplan's appended members share one staging branch (gate/staging.py): gone once read
+                if any(w.batch_ref is not None for w in written.values()):
+                    delete_staging_branch(target.connect(), branch)
             if spec.checkpoint is not None:
                 rows = sum(w.rows for w in written.values())
                 outcome.cross = audit_group_tables(target, spec, members, branch, head, rows)

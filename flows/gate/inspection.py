@@ -177,13 +177,17 @@ def _client() -> Any:
     return get_client(sync_client=True)
 
 
-def list_pending(limit: int = 20) -> list[str]:
-    """The branches whose newest record is still pending (one request; at most ``limit`` keys looked at)."""
+def list_pending(show: int = 10, look_at: int = 50) -> list[str]:
+    """The branches whose newest record is still pending, newest first: at most ``show`` of them, from the
+    ``look_at`` most recently updated keys (one request, so a long history costs no more)."""
     from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+    from prefect.client.schemas.sorting import ArtifactCollectionSort
 
     with _client() as client:
         latest = client.read_latest_artifacts(
-            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(like_=KEY_PREFIX)), limit=limit
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(like_=KEY_PREFIX)),
+            sort=ArtifactCollectionSort.UPDATED_DESC,
+            limit=look_at,
         )
     branches = []
     for artifact in latest:
@@ -193,7 +197,7 @@ def list_pending(limit: int = 20) -> list[str]:
             continue
         if pending.state == PENDING and (artifact.key or "").startswith(KEY_PREFIX):
             branches.append(pending.branch)
-    return sorted(branches)
+    return branches[:show]
 
 
 def read_pending(branch: str) -> PendingPublish:

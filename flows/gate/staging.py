@@ -6,7 +6,9 @@ has no such call, so the write task also imports the source into the same table 
 there the table holds exactly the batch, and the batch suite reads it. The gate branch gets ``import_data``
 alone, Bauplan's own recipe for safe ingestion, and it is that branch's commit the table suite audits and
 publish merges; the staging branch is never merged and is deleted after the audit (by the rollback hook on
-failure; ``wap gc`` knows its name).
+failure; ``wap gc`` knows its name). A group's appended members share their gate branch's one staging branch:
+each member's table there holds its own batch, at the staged commit of that member, and the branch is deleted
+after the last member's audit.
 
 The source is read twice, so the two imports are checked to hold the same rows before anything is audited:
 the table on the gate branch must be main's table plus the staged batch, by its row count and per column by
@@ -55,9 +57,10 @@ def isolate_batch(
 
 def stage_batch(client: LakehouseClient, dataset: Dataset, source: str, branch: str, base: str) -> str:
     """Import the source alone into the dataset's table on the staging branch of ``branch`` (made from main at
-    ``base``); return the staged commit as a pinned ref."""
+    ``base``, or already made by an earlier member of a group); return the staged commit as a pinned ref."""
     staging = staging_branch(branch)
-    client.create_branch(staging, from_ref=f"{MAIN}@{base}")
+    # Only this run names it (it follows the gate branch); a table there is emptied before its batch goes in.
+    client.create_branch(staging, from_ref=f"{MAIN}@{base}", if_not_exists=True)
     client.create_table(dataset.table, source, branch=staging, namespace=dataset.namespace, replace=True)
     client.import_data(dataset.table, source, branch=staging, namespace=dataset.namespace)
     return f"{staging}@{client.get_branch(staging).hash}"
