@@ -150,7 +150,7 @@ def test_run_all_reports_each_outcome(files, env, tmp_path):
 
 
 @pytest.mark.subprocess
-def test_demo_offline_with_its_own_prefect(tmp_path):
+def test_demo_offline_with_its_own_prefect(tmp_path, isolated_gx):
     """`wap demo` on a machine with no Prefect server: both outcomes, artifacts in $PREFECT_HOME."""
     home = tmp_path / "prefect-home"
     env = {"PREFECT_HOME": str(home), "WAP_GX_DIR": os.environ["WAP_GX_DIR"]}
@@ -173,6 +173,25 @@ def test_demo_offline_with_its_own_prefect(tmp_path):
     assert artifacts.returncode == 0, artifacts.stderr
     for key in ("titanic-validation", "titanic-expectations", "titanic-data-docs"):
         assert key in artifacts.stdout
+
+
+@pytest.mark.subprocess
+def test_demo_on_a_running_server_names_that_server_and_the_blocked_run(env, tmp_path):
+    """With PREFECT_API_URL set, the demo points at that server's UI and the blocked run's page (whole lines, so
+    they can be clicked), not at `prefect server start`."""
+    import re
+
+    import httpx
+
+    result = run_cli_process("demo", "--lakehouse", str(tmp_path / "lake"), env={**env, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    ui = env["PREFECT_API_URL"].removesuffix("/api")
+    assert "prefect server start" not in result.stdout
+    assert f"in the Prefect server the demo ran on: {ui}/artifacts" in result.stdout.splitlines()
+    found = re.search(rf"^the blocked run: {re.escape(ui)}/runs/flow-run/([0-9a-f-]{{36}})$", result.stdout, re.M)
+    assert found, result.stdout
+    run = httpx.get(f"{env['PREFECT_API_URL']}/flow_runs/{found.group(1)}", timeout=30).json()
+    assert run["name"].startswith("wap-titanic") and run["state"]["type"] == "FAILED", run["name"]
 
 
 @pytest.mark.subprocess

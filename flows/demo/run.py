@@ -22,6 +22,7 @@ def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME
 
     from flows.gate import AuditFailedError, run_gate
+    from flows.gate.runtime import THIS_RUN
 
     console = console or Console()
     sources = lakehouse / "demo-sources"
@@ -42,8 +43,9 @@ def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None
     try:
         run_gate("titanic", source=str(corrupted_csv), lakehouse=str(lakehouse), backend="local")
     except AuditFailedError as exc:
-        console.print(f"[red]blocked[/]: {exc}", highlight=False)
+        console.print(f"[red]blocked[/]: {exc}", highlight=False, soft_wrap=True)
         docs = exc.result.data_docs_url
+        blocked_run = THIS_RUN.flow_run_id
     else:  # pragma: no cover - the suite would be broken
         raise RuntimeError("the corrupted batch was published: the titanic suite does not block it")
 
@@ -62,7 +64,7 @@ def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None
     try:
         run_gate("titanic", source=str(colliding_csv), lakehouse=str(lakehouse), backend="local", mode="append")
     except AuditFailedError as exc:
-        console.print(f"[red]blocked[/]: {exc}", highlight=False)
+        console.print(f"[red]blocked[/]: {exc}", highlight=False, soft_wrap=True)
         if {e.suite for e in exc.result.failed} != {"titanic_table"}:  # pragma: no cover - the suites would be broken
             raise RuntimeError("the colliding batch was blocked by another rule than the table suite's") from exc
     else:  # pragma: no cover - the suite would be broken
@@ -70,20 +72,39 @@ def run_demo(lakehouse: Path, *, rows: int = 891, console: Console | None = None
 
     run_shop_scenes(lakehouse, sources / "shop", console)
 
-    api = PREFECT_API_URL.value()
     console.rule("where to read the reports")
+    # soft_wrap: a URL or command cut across lines can be neither clicked nor copied
     console.print(
         f"main holds the clean data and the new passengers, and the shop group's first publish:"
         f" [bold]uv run wap log --lakehouse {lakehouse}[/]\n"
-        f"artifacts ({artifact_key('titanic', 'validation')}, {artifact_key('titanic', 'expectations')}, "
+        f"artifacts: {artifact_key('titanic', 'validation')}, {artifact_key('titanic', 'expectations')}, "
         f"{artifact_key('titanic', 'data-docs')}, {artifact_key('titanic', 'table-data-docs')}; the group's"
-        f" {artifact_key('shop', 'validation')} and each member's) are in "
-        + (f"the Prefect server at {api}" if api else f"{PREFECT_HOME.value()}/prefect.db")
-        + ":\n  uv run prefect artifact ls\n"
-        "  uv run prefect server start   # then open http://127.0.0.1:4200/artifacts\n"
-        f"GX data docs of the blocked run: {docs}",
+        f" {artifact_key('shop', 'validation')} and each member's",
         highlight=False,
+        soft_wrap=True,
     )
+    for line in where_to_read(PREFECT_API_URL.value(), str(PREFECT_HOME.value()), blocked_run):
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"GX data docs of the blocked run: {docs}", highlight=False, soft_wrap=True)
+
+
+def where_to_read(api: str | None, home: str, blocked_run: str | None) -> list[str]:
+    """Where the demo's runs can be read: the configured server's UI and the blocked run's page, or, when the demo
+    ran on a temporary server of its own, how to browse what it stored."""
+    from prefect.utilities.urls import url_for
+
+    if api:
+        ui = api.rstrip("/").removesuffix("/api")
+        lines = [f"in the Prefect server the demo ran on: {ui}/artifacts"]
+        run_url = url_for("flow-run", obj_id=blocked_run, default_base_url=ui) if blocked_run else None
+        if run_url:
+            lines.append(f"the blocked run: {run_url}")
+        return lines
+    return [
+        f"stored in {home}/prefect.db (the demo ran on a temporary Prefect server of its own); to browse them:",
+        "  uv run prefect server start   # then open http://127.0.0.1:4200/artifacts",
+        "  uv run prefect artifact ls",
+    ]
 
 
 def run_shop_scenes(lakehouse: Path, sources: Path, console: Console) -> None:
@@ -98,7 +119,9 @@ def run_shop_scenes(lakehouse: Path, sources: Path, console: Console) -> None:
     client = connect("local", lakehouse)
     head = client.get_branch(MAIN).hash
     tables = next(iter(client.get_commits(MAIN, limit=1))).properties.get("wap.tables", "").replace(",", ", ")
-    console.print(f"[green]published[/]: one commit {head[:12]} on main touching {tables}", highlight=False)
+    console.print(
+        f"[green]published[/]: one commit {head[:12]} on main touching {tables}", highlight=False, soft_wrap=True
+    )
 
     # Items of the next batch name orders that are in neither the batch nor main: only a rule across tables sees it.
     more_orders, more_items = generate_orders(300, customers=200, first_id=501, seed=4)
@@ -109,7 +132,7 @@ def run_shop_scenes(lakehouse: Path, sources: Path, console: Console) -> None:
     try:
         run_group("shop", sources=broken, lakehouse=str(lakehouse), backend="local")
     except AuditFailedError as exc:
-        console.print(f"[red]blocked[/]: {exc}", highlight=False)
+        console.print(f"[red]blocked[/]: {exc}", highlight=False, soft_wrap=True)
     else:  # pragma: no cover - the rules would be broken
         raise RuntimeError("the orphaned items were published: the shop group's cross-table rules do not block them")
     if client.get_branch(MAIN).hash != head:  # pragma: no cover - the gate would be broken
