@@ -85,10 +85,12 @@ def test_published_report_artifacts(sources, lakehouse_dir):
     assert table["type"] == "table"
     assert "PassengerId values must be unique" in str(table["data"])
     link = latest_artifact("titanic-data-docs")
-    # Prefect stores a link artifact as the markdown "[text](url)".
-    url = re.search(r"\((file://[^)]+)\)", link["data"]).group(1)
-    assert url == outcome.audit.data_docs_url
-    assert Path(url.removeprefix("file://")).is_file()
+    # Prefect stores a link artifact as the markdown "[text](url)": the page over http at WAP_DOCS_URL (by default
+    # where `wap docs serve` listens), the page's file in the description.
+    url = re.search(r"\((http://[^)]+)\)", link["data"]).group(1)
+    page = Path(outcome.audit.data_docs_url.removeprefix("file://"))
+    assert url.startswith("http://127.0.0.1:8900/validations/titanic/") and url.endswith(f"/{page.name}"), url
+    assert page.is_file() and str(page) in link["description"], link["description"]
 
 
 @pytest.mark.parametrize("kind", sorted(CORRUPTIONS))

@@ -9,12 +9,16 @@ One module per command group, all on the app in `common`:
     revert.py     revert
     suite.py      `wap suite ...`
     doctor.py     `wap doctor`
+    docs.py       `wap docs serve|build` (GX data docs over HTTP)
 Heavy libraries (Prefect, GX, pyiceberg) are imported inside the commands, so `wap --help` stays fast.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+
+import typer
 
 # Each command module registers its commands on the app; `wap --help` lists them in this order.
 import flows.cli.lakehouse  # noqa: F401
@@ -25,6 +29,7 @@ import flows.cli.gc  # noqa: F401
 import flows.cli.publish  # noqa: F401
 import flows.cli.revert  # noqa: F401
 from flows.cli.common import app, err, exit_code_for, one_line
+from flows.cli.docs import LINKING_COMMANDS, check_docs_url, docs_app
 from flows.cli.doctor import doctor_app
 from flows.cli.suite import suite_app
 
@@ -34,6 +39,17 @@ app.add_typer(
     name="doctor",
     help="Check the lakehouse's catalog and files; --rebuild recovers refs from the journal.",
 )
+app.add_typer(
+    docs_app, name="docs", help="GX data docs: serve the site over HTTP (what the Prefect links open), build a copy."
+)
+
+
+@app.callback()
+def _check_configuration(ctx: typer.Context) -> None:
+    # A run links its data docs pages at WAP_DOCS_URL: a bad one is bad input before any work, not a failed audit.
+    if ctx.invoked_subcommand in LINKING_COMMANDS and os.environ.get("WAP_DOCS_URL"):
+        check_docs_url()
+
 
 __all__ = ["app", "exit_code_for", "main", "one_line"]
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flows.audit.gx_project import SQL_RULE
 from flows.lakehouse.errors import SchemaMismatchError
+from flows.reports.docs_site import docs_markdown
 from flows.reports.findings import WHAT_SUITES_VALIDATE, finding, is_null, scope
 from flows.shorten import shorten
 
@@ -301,7 +302,7 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
                     "Row metrics",
                     _row_metrics(audit.row_metrics, audit.suites[0].row_metrics_fallback if audit.suites else None),
                 ),
-                ("Data docs", code(audit.data_docs_url) if audit.data_docs_url else "not built"),
+                ("Data docs", docs_markdown(audit.data_docs_url) if audit.data_docs_url else "not built"),
             ]
         for suite in audit.suites if len(audit.suites) > 1 else ():
             t = suite.statistics
@@ -312,7 +313,10 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
                     f" ({_count(suite.rows)} rows): {t['successful']} of {t['evaluated']} expectations passed;"
                     f" row metrics {_row_metrics(suite.row_metrics, suite.row_metrics_fallback)}",
                 ),
-                (f"Data docs of {suite.suite_name}", code(suite.data_docs_url) if suite.data_docs_url else "not built"),
+                (
+                    f"Data docs of {suite.suite_name}",
+                    docs_markdown(suite.data_docs_url) if suite.data_docs_url else "not built",
+                ),
             ]
         if audit.relied_proof is not None:
             relied = audit.relied_proof

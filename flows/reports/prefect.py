@@ -29,6 +29,8 @@ def artifact_key(dataset: str, kind: str) -> str:
 
 def publish_audit_artifacts(dataset: str, result: AuditResult) -> None:
     """Table and link artifacts for one validation (created by the audit task, pass or fail)."""
+    from flows.reports.docs_site import DOCS_URL_ENV, docs_base_url, docs_page
+
     stats = result.statistics
     create_table_artifact(
         key=artifact_key(dataset, "expectations"),
@@ -36,14 +38,26 @@ def publish_audit_artifacts(dataset: str, result: AuditResult) -> None:
         description=f"{dataset}: {stats['successful']}/{stats['evaluated']} expectations passed",
     )
     for suite in result.suites:
-        if suite.data_docs_url:
-            # The batch suite's page under <dataset>-data-docs, the table suite's under <dataset>-table-data-docs.
-            create_link_artifact(
-                key=artifact_key(dataset, "data-docs" if suite.validates == "batch" else "table-data-docs"),
-                link=suite.data_docs_url,
-                link_text=f"GX data docs: {suite.suite_name} validation {result.run_time}",
-                description=f"{dataset}: GX data docs page of this validation of {suite.validates} (local file)",
-            )
+        if not suite.data_docs_url:
+            continue
+        # The link opens the page over http(s) (a browser refuses a file:// link from the UI, and the file is on
+        # this machine only): at WAP_DOCS_URL, where `wap docs serve` or an uploaded `wap docs build` serves it.
+        page = docs_page(suite.data_docs_url)
+        what = f"{dataset}: GX data docs page of this validation of {suite.validates}"
+        if page is None:  # a page outside every filesystem site of the project: only its file is known
+            link, description = suite.data_docs_url, f"{what} (a local file, in no data docs site wap serves)"
+        else:
+            link, description = page.url, f"{what}, served by `wap docs serve` at {docs_base_url()} ({DOCS_URL_ENV})"
+            if page.file:
+                description += f"; the file on the machine that ran the audit: `{page.file}`"
+        # The batch suite's page (and a group's cross-table one) under <name>-data-docs, the table suite's under
+        # <name>-table-data-docs.
+        create_link_artifact(
+            key=artifact_key(dataset, "table-data-docs" if suite.validates == "table" else "data-docs"),
+            link=link,
+            link_text=f"GX data docs: {suite.suite_name} validation {result.run_time}",
+            description=description,
+        )
 
 
 def publish_validation_report(outcome: GateRun, error: BaseException | None = None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flows.audit.gx_project import SQL_RULE
+from flows.reports.docs_site import docs_text
 from flows.reports.findings import MAX_EXAMPLES, WHAT_SUITES_VALIDATE, Finding, finding, scope
 
 if TYPE_CHECKING:
@@ -28,12 +29,12 @@ def describe_failures(result: AuditResult, max_examples: int = MAX_EXAMPLES) -> 
     lines += [f"  - {_scoped(e, result, max_examples)}" for e in failed]
     if len(result.suites) > 1:
         lines += [
-            f"Data docs of {s.suite_name} ({WHAT_SUITES_VALIDATE[s.validates]}): {s.data_docs_url}"
+            f"Data docs of {s.suite_name} ({WHAT_SUITES_VALIDATE[s.validates]}): {docs_text(s.data_docs_url)}"
             for s in result.suites
             if s.data_docs_url
         ]
     elif result.data_docs_url:
-        lines.append(f"Data docs: {result.data_docs_url}")
+        lines.append(f"Data docs: {docs_text(result.data_docs_url)}")
     return "\n".join(lines)
 
 
