@@ -276,6 +276,20 @@ def test_wap_docs_serve_rejects_a_bad_base_url_and_an_unknown_site(site: Path) -
     assert unknown.returncode == 2 and unknown.stderr.strip().startswith("error: no data docs site 'nope'")
 
 
+def test_wap_docs_serve_on_a_port_in_use_exits_3(site: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_cli("docs", "serve", "--port", port, env={"WAP_GX_DIR": str(site.parents[2])})
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot listen on 127.0.0.1:{port}: "), lines
+    assert "in use" in lines[0], lines
+
+
 # --- a real GX page -------------------------------------------------------------------------------------------------
 
 
@@ -366,7 +380,7 @@ def test_from_the_prefect_ui_artifact_to_a_styled_data_docs_page(chromium: str, 
 
     from flows.demo.data import corrupt, generate_titanic, write_csv
 
-    shots = [tmp_path / name for name in ("artifact.png", "docs.png", "failed-only.png")]
+    shots = [tmp_path / name for name in ("artifact.png", "docs.png", "failed-only.png", "artifact-v2.png")]
     gx_dir = tmp_path / "gx"
     shutil.copytree(REPO / "gx", gx_dir, ignore=shutil.ignore_patterns("uncommitted"))
     source = write_csv(corrupt(generate_titanic(891), "unknown_sex"), tmp_path / "bad.csv")
@@ -473,6 +487,22 @@ def test_from_the_prefect_ui_artifact_to_a_styled_data_docs_page(chromium: str, 
             assert sex.first.is_visible(), "Failed Only hid the failed expectation too"
             assert page.get_by_role("link", name="Sex", exact=True).is_visible(), "its column's entry in the contents"
             assert not any(passed.nth(i).is_visible() for i in range(passed.count()))
+
+            # The V2 UI (where the dashboard opens by default) links the same page, and the click opens it.
+            v2 = context.new_page()
+            v2.goto(f"{server.url}/v2/artifacts/artifact/{links[0]['id']}", wait_until="domcontentloaded")
+            v2_anchor = v2.locator(f'a[href="{link}"]').first
+            v2_anchor.wait_for(state="visible", timeout=60_000)
+            v2.screenshot(path=str(shots[3]))
+            if v2_anchor.get_attribute("target") == "_blank":
+                with context.expect_page() as opened:
+                    v2_anchor.click()
+                again = opened.value
+            else:
+                v2_anchor.click()
+                again = v2
+            again.wait_for_url(link, timeout=30_000)
+            again.locator("label.btn-primary", has_text="Failed Only").wait_for(state="visible", timeout=30_000)
             browser.close()
     finally:
         if target := os.environ.get("WAP_UI_SCREENSHOTS"):
