@@ -180,8 +180,8 @@ def docs_page(docs_url: str, *, base: str | None = None, gx: Path | str | None =
         sites = site_directories(gx)
     except DocsSiteError:
         return None
+    resolved = path.resolve()
     for root in sites.values():
-        resolved = path.resolve()
         if resolved.is_relative_to(root):
             relative = resolved.relative_to(root).as_posix()
             return DocsPage(f"{docs_base_url(base)}/{quote(relative)}", str(path))
