@@ -4,6 +4,7 @@ for large tables, `pushdown.py`). GX is imported inside the functions that need 
 from flows.audit.checkpoint import (
     PUSHDOWN_MIN_ROWS,
     PUSHDOWN_MODES,
+    SEVERITIES,
     AuditConfigError,
     AuditResult,
     ExpectationOutcome,
@@ -18,6 +19,7 @@ __all__ = [
     "BATCH_PARAMETER",
     "PUSHDOWN_MIN_ROWS",
     "PUSHDOWN_MODES",
+    "SEVERITIES",
     "AuditConfigError",
     "AuditResult",
     "ExpectationOutcome",

@@ -5,7 +5,9 @@ dataset's suite and, if it has a second validation definition (``gx_project``), 
 published with the table suite; both get the facts of the published table as suite parameters
 (``baseline``). ``audit_table`` reads both from the lakehouse (row metrics pushed down to SQL: DuckDB over
 the files for large tables, the lakehouse's own engine where it hands out no files), ``run_checkpoint`` takes
-dataframes; the gate merges only if ``AuditResult.success``.
+dataframes; the gate merges only if ``AuditResult.success``: no critical rule failed and every rule ran. A failed
+rule of GX severity ``warning`` or ``info`` does not block (GX's own validation success counts every rule, so
+the verdict is computed here from each rule's severity).
 GX is imported lazily (importing it costs seconds), so importing this module is cheap.
 """
 
@@ -54,6 +56,10 @@ PUSHDOWN_MODES = ("auto", "always", "never")
 PUSHDOWN_MIN_ROWS = 250_000
 
 
+CRITICAL, WARNING, INFO = "critical", "warning", "info"  # GX 1.x FailureSeverity values; critical is GX's default
+SEVERITIES = (CRITICAL, WARNING, INFO)
+
+
 class AuditConfigError(Exception):
     """The GX project or a checkpoint named by the caller does not exist or cannot be loaded."""
 
@@ -77,10 +83,24 @@ class ExpectationOutcome:
     description: str | None = None  # GX's prescriptive sentence, e.g. "Age values must never be null."
     suite: str | None = None  # the suite it belongs to
     validates: str = BATCH  # what that suite validated: BATCH (the rows added) or TABLE (the table as published)
+    severity: str = CRITICAL  # GX's severity of the rule: critical blocks, warning and info only report
 
     @property
     def failed(self) -> bool:
         return not self.success
+
+    @property
+    def blocks(self) -> bool:
+        """Whether this outcome blocks a publish: a critical rule failed, or a rule of any severity could not run
+        (an unevaluated rule proves nothing either way)."""
+        return self.failed and (self.severity == CRITICAL or self.exception_message is not None)
+
+    @property
+    def failed_as(self) -> str | None:
+        """How it failed: CRITICAL (blocking), WARNING or INFO (reported only); None if it passed."""
+        if not self.failed:
+            return None
+        return CRITICAL if self.blocks else self.severity
 
 
 @dataclass(frozen=True)
@@ -125,7 +145,23 @@ class AuditResult:
 
     @property
     def failed(self) -> list[ExpectationOutcome]:
+        """Every failed rule, whatever its severity."""
         return [e for e in self.expectations if e.failed]
+
+    @property
+    def blocking(self) -> list[ExpectationOutcome]:
+        """The failed rules that block the publish (critical ones, and any that could not run)."""
+        return [e for e in self.expectations if e.blocks]
+
+    @property
+    def warnings(self) -> list[ExpectationOutcome]:
+        """Failed rules of severity warning: reported, recorded on the published commit, not blocking."""
+        return [e for e in self.expectations if e.failed_as == WARNING]
+
+    @property
+    def infos(self) -> list[ExpectationOutcome]:
+        """Failed rules of severity info: in the report only."""
+        return [e for e in self.expectations if e.failed_as == INFO]
 
     @property
     def suite_names(self) -> str:
@@ -394,11 +430,14 @@ def _run_stored(
     outcomes: list[ExpectationOutcome] = []
     for role, key, data in ran:
         validation = results[key]
+        own = [_outcome(r, suite=validation.suite_name, validates=role) for r in validation.results]
+        outcomes += own
         suites.append(
             SuiteAudit(
                 validates=role,
                 suite_name=validation.suite_name,
-                success=bool(validation.success),
+                # GX's validation.success is False for any failed rule; the gate's verdict weighs severity.
+                success=not any(e.blocks for e in own),
                 rows=data.rows,
                 seconds=data.seconds,
                 statistics=_statistics(validation.statistics),
@@ -408,7 +447,6 @@ def _run_stored(
                 row_metrics_fallback=data.fallback,
             )
         )
-        outcomes += [_outcome(r, suite=validation.suite_name, validates=role) for r in validation.results]
     batch = suites[0]
     run_time = run_id.run_time.isoformat()
     return AuditResult(
@@ -770,4 +808,13 @@ def _outcome(r: Any, *, suite: str | None = None, validates: str = BATCH) -> Exp
         description=_describe_expectation(config),
         suite=suite,
         validates=validates,
+        severity=_severity(config),
     )
+
+
+def _severity(config: Any) -> str:
+    """The configuration's GX severity as its string value (GX 1.24 holds a FailureSeverity enum, default
+    critical; an older GX has none)."""
+    value = getattr(config, "severity", None)
+    value = getattr(value, "value", value)
+    return value if value in SEVERITIES else CRITICAL

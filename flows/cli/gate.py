@@ -75,8 +75,23 @@ def published_line(outcome) -> str:
         )
     if grouped:
         parts = [_member_rows(m) for m in outcome.members.values()]
-        return f"published group {outcome.group}: {'; '.join(parts)} at commit {outcome.published_commit}"
-    return f"published {outcome.dataset}: {_member_rows(outcome, named=False)} at commit {outcome.published_commit}"
+        said = f"published group {outcome.group}: {'; '.join(parts)} at commit {outcome.published_commit}"
+    else:
+        said = f"published {outcome.dataset}: {_member_rows(outcome, named=False)} at commit {outcome.published_commit}"
+    return said + _warned(outcome)
+
+
+def _warned(outcome) -> str:
+    """ ", with warnings: ..." naming each failed rule of severity warning with its notes ("" if none)."""
+    from flows.reports.text import summarize_warnings
+
+    audits = outcome.audits if hasattr(outcome, "members") else {outcome.dataset: outcome.audit}
+    said = [
+        f"{name}: {summarize_warnings(audit)}" if len(audits) > 1 else summarize_warnings(audit)
+        for name, audit in audits.items()
+        if audit is not None and audit.warnings
+    ]
+    return f", with warnings: {'; '.join(said)}" if said else ""
 
 
 def _member_rows(outcome, *, named: bool = True) -> str:
@@ -218,7 +233,8 @@ def _run_all(backend: str, lakehouse: str, options: WapOptions, mode: str | None
             if o.kept_for_inspection:
                 summary.add_row(name, "kept for inspection", str(rows), f"wap publish {o.branch}")
             else:
-                summary.add_row(name, "published", str(rows), (o.published_commit or "")[:12])
+                said = "published with warnings" if o.warned else "published"
+                summary.add_row(name, said, str(rows), (o.published_commit or "")[:12])
         else:
             code = exit_code_for(exc)
             worst = max(worst, code)
@@ -296,9 +312,14 @@ def validate(
         if result.data_docs_url:
             out.print(f"data docs: {result.data_docs_url}", soft_wrap=True)
         if not result.success:
-            err.print(describe_failures(result), markup=False, highlight=False, soft_wrap=True)
             fail(f"blocked: {dataset}: {summarize_failures(result)}", EXIT_BLOCKED)
-        out.print(f"passed: {result.statistics['successful']}/{result.statistics['evaluated']} expectations")
+        stats = result.statistics
+        if result.failed:  # only rules of severity warning or info failed: a publish would go ahead
+            err.print(describe_failures(result), markup=False, highlight=False, soft_wrap=True)
+            said = "passed with warnings" if result.warnings else "passed"
+            out.print(f"{said}: {stats['successful']}/{stats['evaluated']} expectations", soft_wrap=True)
+            return
+        out.print(f"passed: {stats['successful']}/{stats['evaluated']} expectations")
 
 
 @app.command()

@@ -69,7 +69,8 @@ def list_command() -> None:
 @suite_app.command()
 def show(dataset: DatasetArg) -> None:
     """The suites of a dataset (its batch suite, then its table suite) as tables: expectation, column, arguments,
-    mostly, notes. A suite's own name shows that suite alone."""
+    mostly, severity (critical blocks a publish; warning, info only report), notes. A suite's own name shows that
+    suite alone."""
     with cli_errors():
         from flows.suite import show_suites
 
@@ -87,6 +88,7 @@ def _print_suite(view: SuiteView) -> None:
         "column",
         "arguments",
         "mostly",
+        "severity",
         "notes / meta",
         title=Text(f"suite {view.name} ({display_path(view.path)}), dataset {view.dataset or '-'}, {used}"),
         show_lines=True,
@@ -98,7 +100,7 @@ def _print_suite(view: SuiteView) -> None:
         mostly = "" if e.mostly is None else f"{e.mostly:g}"
         table.add_row(
             str(e.index), _cell(e.type), _cell(e.column or "(table)"), _cell(_arguments(e.arguments)), mostly,
-            _cell(notes),
+            e.severity, _cell(notes),
         )  # fmt: skip
     out.print(table)
     if view.notes:

@@ -9,6 +9,7 @@ writing.py   how the write task shapes the table by mode and schema policy
 rebase.py    an append that lost the race to another append: its batch on top of the new main
 naming.py    gate branch names
 runtime.py   how a run executes in this process: Prefect settings, the API's reachability, pause points
+verdict.py   how a run ends in Prefect: a block is a Failed state named Blocked, not a crash
 gc.py        `wap gc`
 deployments.py  `wap serve`
 """

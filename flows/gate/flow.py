@@ -4,7 +4,8 @@
         write_to_branch    create the branch from main; replace: create the table from the source, append:
                            keep main's table (create it if main has none); import the rows in one commit;
                            return the commit it wrote
-        audit_branch_table read that exact commit back, run the checkpoint, report; raise if it fails
+        audit_branch_table read that exact commit back, run the checkpoint, report; blocked if a critical rule
+                           failed (rules of severity warning or info only report)
         publish_to_main    merge that exact commit into main with the audit as commit properties, delete the
                            branch; if the branch moved, was deleted or recreated meanwhile, publish nothing
         (keep_for_inspection)  on_success inspect, instead of publish: the branch kept at the audited commit,
@@ -14,7 +15,9 @@
 
 A failure anywhere rolls the transaction back: the write task's rollback hook deletes the branch (unless
 on_failure is inspect: the failed branch is kept), and main is never touched. The lease tells `wap gc` that
-the branch belongs to a live run.
+the branch belongs to a live run. A block is the gate's verdict, not a crash: the run ends Failed named
+Blocked, one line, no traceback; published with failed warning rules, Completed named 'Published with
+warnings' (gate/verdict.py).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from prefect.states import State
 from prefect.tasks import exponential_backoff
 from prefect.transactions import get_transaction, transaction
 
@@ -53,17 +57,26 @@ from flows.gate.runtime import (
     prefect_unreachable,
 )
 from flows.gate.staging import delete_staging_branch, isolate_batch, stages_batch
+from flows.gate.verdict import blocked, finished, outcome_of
 from flows.gate.writing import check_schema_policy, prepare_table, rows_written, snapshots_made
 from flows.lakehouse import (
     MAIN,
     BackendUnavailableError,
     MergeConflictError,
+    SchemaMismatchError,
     default_backend,
     default_lakehouse,
 )
 from flows.lakehouse.leases import hold_branch_lease
 from flows.lakehouse.sources import inspect_source
-from flows.reports import describe_failures, emit_audit_event, publish_audit_artifacts, publish_validation_report
+from flows.reports import (
+    artifact_key,
+    describe_failures,
+    emit_audit_event,
+    publish_audit_artifacts,
+    publish_validation_report,
+)
+from flows.reports.prefect import emit_published_event
 from flows.reports.text import query_hint
 
 
@@ -159,13 +172,12 @@ def audit_branch_table(
     dataset: Dataset,
     branch: str,
     written: WrittenBranch,
-    raise_on_failure: bool = True,
     delete_staging: bool = True,
 ) -> AuditResult:
     """Run the dataset's checkpoint on the branch table at the written commit: the batch suite on the rows
     the run added, the table suite on the table as it would be published, both given the facts of main as
-    the run found it; publish its artifacts; raise if it fails (a group's member returns the failed result:
-    a task that fails rolls the whole transaction back, and the group audits every member first). An append
+    the run found it; publish its artifacts; return the result, failed or not (the flow blocks a failed one:
+    `check_verdict`; a block is a verdict, so this task completes, with no traceback). An append
     staged on Bauplan reads its batch on the staging branch, deleted here unless ``delete_staging`` is off (a
     group's members share it: the group deletes it after the last member's audit)."""
     client = lakehouse.connect()
@@ -188,11 +200,18 @@ def audit_branch_table(
     publish_audit_artifacts(dataset.name, result)
     emit_audit_event(dataset.name, result, branch=branch)
     stats = result.statistics
-    print(f"audit {'passed' if result.success else 'FAILED'}: {stats['successful']}/{stats['evaluated']} expectations")
-    if not result.success:
+    verdict = "FAILED" if not result.success else "passed with warnings" if result.failed else "passed"
+    print(f"audit {verdict}: {stats['successful']}/{stats['evaluated']} expectations")
+    if result.failed:  # the one detailed description of what failed; the state and the CLI say it in a line
         print(describe_failures(result))
-        if raise_on_failure:
-            raise AuditFailedError(dataset.name, result)
+    return result
+
+
+def check_verdict(dataset: Dataset, result: AuditResult) -> AuditResult:
+    """Block (raise AuditFailedError, rolling the transaction back) if a critical rule failed or a rule could not
+    run; rules of severity warning or info do not block."""
+    if not result.success:
+        raise AuditFailedError(dataset.name, result)
     return result
 
 
@@ -224,6 +243,16 @@ def publish_to_main(
             return None
     delete_quietly(client, branch)
     print(f"published {dataset.fqn} to {MAIN} at commit {commit}")
+    emit_published_event(
+        dataset.name,
+        commit=commit,
+        rows=written.rows,
+        added=written.added,
+        table=dataset.fqn,
+        branch=branch,
+        audited_commit=written.commit,
+        warnings=[f"{e.expectation_type}({e.column})" if e.column else e.expectation_type for e in audit.warnings],
+    )
     return commit
 
 
@@ -271,12 +300,13 @@ def wap(
     mode: str | None = None,
     on_success: str | None = None,
     on_failure: str | None = None,
-) -> GateOutcome:
-    """Write-Audit-Publish one dataset: published to main only if its GX checkpoint passes.
+) -> GateOutcome | State:
+    """Write-Audit-Publish one dataset: published to main only if no critical rule of its GX checkpoint fails.
 
     `mode` (replace or append) overrides the dataset's declared mode; `on_success` (merge, or inspect: keep the
     audited branch for `wap publish`) and `on_failure` (delete, or inspect: keep the failed branch) its declared
-    options. `keep_failed_branch` is on_failure inspect."""
+    options. `keep_failed_branch` is on_failure inspect. Returns the outcome; a blocked run's final state is
+    Failed named Blocked, a run published with warnings Completed named so (`verdict.py`)."""
     spec = get_dataset(dataset)
     if mode is not None:
         spec = dataclasses.replace(spec, mode=validate_mode(mode))
@@ -300,7 +330,7 @@ def wap(
             written = write_to_branch(target, spec, outcome.source, outcome.branch, keep)
             outcome.rows, outcome.audited_commit, outcome.added = written.rows, written.commit, written.added
             pause_point("audit")
-            outcome.audit = audit_branch_table(target, spec, outcome.branch, written)
+            outcome.audit = check_verdict(spec, audit_branch_table(target, spec, outcome.branch, written))
             if success == "inspect":  # passed: kept at the audited commit for `wap publish`, nothing merged
                 pending = pending_publish(target, spec, outcome.branch, outcome.source, written, outcome.audit)
                 outcome.pending_key = keep_for_inspection(target, pending)
@@ -310,7 +340,7 @@ def wap(
                 while published is None:  # main moved under a pure append: the batch on top of it, audited again
                     written = rebase_onto_main(target, spec, outcome.branch, written)
                     outcome.rows, outcome.audited_commit = written.rows, written.commit
-                    outcome.audit = audit_branch_table(target, spec, outcome.branch, written)
+                    outcome.audit = check_verdict(spec, audit_branch_table(target, spec, outcome.branch, written))
                     published = publish_to_main(target, spec, outcome.branch, outcome.source, written, outcome.audit)
                 outcome.published_commit = published
     except AuditFailedError as exc:
@@ -318,13 +348,16 @@ def wap(
         if outcome.kept_failed_branch:
             exc.keep(outcome.branch, query_hint(spec.fqn, outcome.branch))
         publish_validation_report(outcome, error=exc)
-        raise
+        return blocked(outcome, exc, report=artifact_key(spec.name, "validation"))
+    except SchemaMismatchError as exc:  # the batch does not fit main's table: blocked before a row was written
+        publish_validation_report(outcome, error=exc)
+        return blocked(outcome, exc, report=artifact_key(spec.name, "validation"))
     except Exception as exc:
         if not prefect_transport_error(exc):  # the report is a Prefect artifact: no server, no report
             publish_validation_report(outcome, error=exc)
         raise
     publish_validation_report(outcome)
-    return outcome
+    return finished(outcome)
 
 
 def run_gate(
@@ -348,12 +381,13 @@ def run_gate(
 
     If the run fails and the configured Prefect API no longer answers, the failure is reported as
     `PrefectUnavailableError` (exit 3) naming the API, not as whatever Prefect's client raised on the way
-    out; if the data had already been published, the outcome is returned with a warning on stderr.
+    out; if the data had already been published, the outcome is returned with a warning on stderr. A blocked run
+    raises its block (AuditFailedError, SchemaMismatchError: exit 1), the outcome on ``AuditFailedError.outcome``.
     """
     THIS_RUN.outcome = THIS_RUN.flow_run_id = None
     try:
         with gate_settings():
-            return wap(
+            state = wap(
                 dataset,
                 source=source,
                 branch=branch,
@@ -363,7 +397,9 @@ def run_gate(
                 mode=mode,
                 on_success=on_success,
                 on_failure=on_failure,
+                return_state=True,  # the final state, Blocked included, rather than Prefect raising it
             )
+            return outcome_of(state)
     except Exception as exc:
         return reraise_prefect_failure(exc)
 

@@ -9,10 +9,12 @@ published in one merge commit or not at all.
         (keep_for_inspection)   on_success inspect, instead: the branch kept at that commit for `wap publish`
 
 Every member and the cross-table rules are audited even after one fails, so the report lists every reason
-at once; any failure blocks the whole group, and the write tasks' rollback deletes the branch (on_failure
-inspect: keeps it). The group's own on_success / on_failure apply, not its members'. On Bauplan the
-appended members' batches are staged on the branch's one staging branch (gate/staging.py). A group is
-not rebased: if main changed a member's table meanwhile, the merge conflicts and nothing is published (exit 3).
+at once; any failure of a critical rule blocks the whole group (rules of severity warning or info only
+report), and the write tasks' rollback deletes the branch (on_failure inspect: keeps it); the run then ends
+Failed named Blocked, one line, no traceback (gate/verdict.py). The group's own on_success / on_failure
+apply, not its members'. On Bauplan the appended members' batches are staged on the branch's one staging
+branch (gate/staging.py). A group is not rebased: if main changed a member's table meanwhile, the merge
+conflicts and nothing is published (exit 3).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import dataclasses
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from prefect.states import State
 from prefect.transactions import transaction
 
 from flows.audit import AuditResult
@@ -55,9 +58,17 @@ from flows.gate.outcome import (
 )
 from flows.gate.runtime import THIS_RUN, gate_settings, pause_point, prefect_transport_error
 from flows.gate.staging import delete_staging_branch
-from flows.lakehouse import DEFAULT_NAMESPACE, MAIN, default_backend, default_lakehouse
+from flows.gate.verdict import blocked, finished, outcome_of
+from flows.lakehouse import DEFAULT_NAMESPACE, MAIN, SchemaMismatchError, default_backend, default_lakehouse
 from flows.lakehouse.leases import hold_branch_lease
-from flows.reports import emit_audit_event, publish_audit_artifacts, publish_group_report, publish_validation_report
+from flows.reports import (
+    artifact_key,
+    emit_audit_event,
+    publish_audit_artifacts,
+    publish_group_report,
+    publish_validation_report,
+)
+from flows.reports.prefect import emit_published_event
 from flows.reports.text import query_hint
 
 
@@ -83,7 +94,7 @@ def audit_group_tables(
     publish_audit_artifacts(group.name, result)
     emit_audit_event(group.name, result, branch=branch)
     stats = result.statistics
-    verdict = "passed" if result.success else "FAILED"
+    verdict = "FAILED" if not result.success else "passed with warnings" if result.failed else "passed"
     print(f"cross-table rules {verdict}: {stats['successful']}/{stats['evaluated']} expectations")
     return result
 
@@ -110,6 +121,19 @@ def publish_group_to_main(
         )
     delete_quietly(client, branch)
     print(f"published group {group.name} ({len(members)} tables) to {MAIN} at commit {published}")
+    emit_published_event(
+        group.name,
+        commit=published,
+        rows=sum(w.rows for w in written.values()),
+        added=None,
+        group=group.name,
+        branch=branch,
+        audited_commit=commit,
+        members={
+            m.name: {"table": m.fqn, "rows": written[m.name].rows, "added_rows": written[m.name].added} for m in members
+        },
+        warnings=group_warnings(outcome),
+    )
     return published
 
 
@@ -136,6 +160,7 @@ def group_commit_properties(
         "wap.based_on": outcome.base or "",
         "gx.checkpoint": group.checkpoint or "",
         "gx.success": "true",
+        "gx.warnings": "; ".join(group_warnings(outcome)),  # the failed rules of severity warning: they did not block
         "prefect.flow_run_id": str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else "",
     }
     for member in members:
@@ -156,6 +181,15 @@ def group_commit_properties(
     return properties
 
 
+def group_warnings(outcome: GroupOutcome) -> list[str]:
+    """Each failed warning rule as `<member or cross-table rules>: <type>(<column>)`."""
+    return [
+        f"{name}: {e.expectation_type}({e.column})" if e.column else f"{name}: {e.expectation_type}"
+        for name, audit in outcome.audits.items()
+        for e in audit.warnings
+    ]
+
+
 @flow(name="wap-group", flow_run_name="wap-group-{group}", log_prints=True)
 def wap_group(
     group: str,
@@ -166,9 +200,10 @@ def wap_group(
     keep_failed_branch: bool = False,
     on_success: str | None = None,
     on_failure: str | None = None,
-) -> GroupOutcome:
-    """Write-Audit-Publish a group: every member published to main in one commit only if every member's
-    checkpoint and the group's cross-table rules pass. ``sources`` overrides members' declared sources;
+) -> GroupOutcome | State:
+    """Write-Audit-Publish a group: every member published to main in one commit only if no critical rule of a
+    member's checkpoint or of the group's cross-table rules fails (a blocked run ends Failed named Blocked).
+    ``sources`` overrides members' declared sources;
     ``on_success`` / ``on_failure`` the group's declared options (see ``wap``)."""
     spec = get_group(group)
     members = [get_dataset(name) for name in spec.members]
@@ -235,9 +270,7 @@ def wap_group(
             failures: dict[str, AuditResult] = {}
             try:
                 for member in members:
-                    audit = audit_branch_table(
-                        target, member, branch, written[member.name], raise_on_failure=False, delete_staging=False
-                    )
+                    audit = audit_branch_table(target, member, branch, written[member.name], delete_staging=False)
                     outcome.members[member.name].audit = audit
                     if not audit.success:
                         failures[member.name] = audit
@@ -277,9 +310,11 @@ def wap_group(
             exc.keep(branch, query_hint(failed.fqn, branch))
         if not prefect_transport_error(exc):
             _report(outcome, exc)
+        if isinstance(exc, GroupAuditFailedError | SchemaMismatchError):  # a verdict, not a crash
+            return blocked(outcome, exc, report=artifact_key(spec.name, "validation"))
         raise
     _report(outcome)
-    return outcome
+    return finished(outcome)
 
 
 def _report(outcome: GroupOutcome, error: BaseException | None = None) -> None:
@@ -304,7 +339,7 @@ def run_group(
     THIS_RUN.outcome = THIS_RUN.flow_run_id = None
     try:
         with gate_settings():
-            return wap_group(
+            state = wap_group(
                 group,
                 sources=sources,
                 branch=branch,
@@ -313,6 +348,8 @@ def run_group(
                 keep_failed_branch=keep_failed_branch,
                 on_success=on_success,
                 on_failure=on_failure,
+                return_state=True,  # the final state, Blocked included, rather than Prefect raising it
             )
+            return outcome_of(state)
     except Exception as exc:
         return reraise_prefect_failure(exc)

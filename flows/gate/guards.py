@@ -7,7 +7,7 @@ import contextlib
 from prefect import get_run_logger
 from prefect.context import FlowRunContext
 
-from flows.audit import AuditResult
+from flows.audit import AuditResult, ExpectationOutcome
 from flows.datasets import Dataset
 from flows.gate.outcome import BranchChangedError, WrittenBranch
 from flows.lakehouse import (
@@ -123,6 +123,9 @@ def audit_commit_properties(
         "gx.evaluated_expectations": str(stats["evaluated"]),
         "gx.successful_expectations": str(stats["successful"]),
         "gx.unsuccessful_expectations": str(stats["unsuccessful"]),
+        # The failed rules of severity warning (published anyway) and info, as `<type>(<column>)`; "" if none.
+        "gx.warnings": "; ".join(_rule(e) for e in audit.warnings),
+        "gx.infos": "; ".join(_rule(e) for e in audit.infos),
         "gx.run_id": audit.run_id,
         "gx.run_time": audit.run_time,
         "gx.version": audit.gx_version,
@@ -131,6 +134,10 @@ def audit_commit_properties(
         # relies on it rather than group the whole table again (flows.audit.proof).
         **(audit.proof.properties() if audit.proof is not None else {}),
     }
+
+
+def _rule(e: ExpectationOutcome) -> str:
+    return f"{e.expectation_type}({e.column})" if e.column else e.expectation_type
 
 
 def delete_quietly(client: LakehouseClient, branch: str) -> bool:

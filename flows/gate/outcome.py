@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flows.audit import AuditResult
+from flows.audit import AuditResult, ExpectationOutcome
 from flows.datasets import DEFAULT_MODE
 from flows.lakehouse import BackendUnavailableError, ConcurrentUpdateError, LakehouseClient, connect
 from flows.reports import summarize_failures
@@ -15,6 +15,7 @@ class AuditFailedError(Exception):
 
     kept: str | None = None  # on_failure inspect: the branch the failed data waits on (see `keep`)
     kept_hint: str = ""  # and how to look at it
+    outcome: GateOutcome | GroupOutcome | None = None  # the blocked run's outcome (set by the flow), for the caller
 
     def __init__(self, dataset: str, result: AuditResult) -> None:
         # One line (the CLI prints it as is); the audit task logs the detailed description.
@@ -89,6 +90,15 @@ class GateOutcome:
     def kept_for_inspection(self) -> bool:
         return self.pending_key is not None
 
+    @property
+    def warnings(self) -> list[ExpectationOutcome]:
+        """The failed rules of severity warning: they did not block (a published run is 'published with warnings')."""
+        return self.audit.warnings if self.audit is not None else []
+
+    @property
+    def warned(self) -> bool:
+        return bool(self.warnings)
+
 
 class GroupAuditFailedError(AuditFailedError):
     """A member's own audit or the group's cross-table rules failed: no member is published, main is unchanged."""
@@ -128,3 +138,13 @@ class GroupOutcome:
     @property
     def kept_for_inspection(self) -> bool:
         return self.pending_key is not None
+
+    @property
+    def audits(self) -> dict[str, AuditResult]:
+        """Every audit the run made: each member's, by name, and the cross-table rules' (CROSS_TABLE_RULES)."""
+        done = {name: m.audit for name, m in self.members.items() if m.audit is not None}
+        return {**done, CROSS_TABLE_RULES: self.cross} if self.cross is not None else done
+
+    @property
+    def warned(self) -> bool:
+        return any(audit.warnings for audit in self.audits.values())

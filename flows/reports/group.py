@@ -7,7 +7,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from prefect.artifacts import create_markdown_artifact
 
-from flows.reports.markdown import GateRun, _code, _count, _failure, _prose, _result, _short, describe_expectation
+from flows.reports.markdown import (
+    GateRun,
+    _code,
+    _count,
+    _failure,
+    _order,
+    _prose,
+    _result,
+    _short,
+    describe_expectation,
+    notes_prose,
+    status,
+)
 from flows.reports.prefect import artifact_key, said_in_brief
 
 if TYPE_CHECKING:
@@ -31,13 +43,14 @@ class GroupRun(Protocol):
 
 def _member_verdict(member: GateRun) -> str:
     audit = member.audit
+    warned = f", {len(audit.warnings)} warning(s)" if audit is not None and audit.warnings else ""
     if member.published:
-        return "published"
+        return f"published{warned}"
     if audit is None:
         return "not audited"
     if not audit.success:
         return f"**blocked**: {audit.statistics['unsuccessful']} of {audit.statistics['evaluated']} failed"
-    return f"passed ({audit.statistics['evaluated']} expectations)"
+    return f"passed ({audit.statistics['evaluated']} expectations{warned})"
 
 
 def render_group_markdown(outcome: GroupRun, error: BaseException | None = None) -> str:
@@ -48,11 +61,17 @@ def render_group_markdown(outcome: GroupRun, error: BaseException | None = None)
     if cross is not None and not cross.success:
         blocked_by.append("the cross-table rules")
     inspect = getattr(outcome, "pending_key", None) is not None  # on_success inspect: passed, kept, not merged
+    audits = [m.audit for m in members.values() if m.audit is not None] + ([cross] if cross is not None else [])
+    warned = any(a.warnings for a in audits)
     if outcome.published:
-        verdict = "PUBLISHED"
+        verdict = "PUBLISHED with warnings" if warned else "PUBLISHED"
+        said = (
+            "No critical rule of a member or of the cross-table rules failed"
+            if warned
+            else "Every member and the cross-table rules passed"
+        )
         lead = (
-            f"**Every member and the cross-table rules passed**: {len(members)} tables published to `main` in one"
-            f" commit, {_code(outcome.published_commit)}."
+            f"**{said}**: {len(members)} tables published to `main` in one commit, {_code(outcome.published_commit)}."
         )
     elif inspect:
         verdict = "PASSED — kept for inspection"
@@ -84,21 +103,24 @@ def render_group_markdown(outcome: GroupRun, error: BaseException | None = None)
     failed += [("cross-table rules", e) for e in (cross.failed if cross is not None else [])]
     if failed:
         lines += ["", "## Failed expectations", ""]
-        for who, e in failed:
+        for who, e in sorted(failed, key=lambda pair: _order(pair[1])):
             sentence = _prose(describe_expectation(e), 300)
             sentence += "" if sentence.endswith((".", "…")) else "."
             found = _failure(e)
             found += "" if found.endswith((".", "…")) else "."
             where = f" on column {_code(e.column)}" if e.column else ""
+            severity = "" if e.blocks else f"**{e.severity}** (not blocking): "
             lines.append(
-                f"- **{who}**: **{sentence}** {found} ({_code(e.expectation_type)}{where}; suite {_code(e.suite)})"
+                f"- **{who}**: {severity}**{sentence}** {found} ({_code(e.expectation_type)}{where};"
+                f" suite {_code(e.suite)})"
             )
+            if e.notes:
+                lines.append(f"  - Why the rule exists: {notes_prose(e.notes)}")
     if cross is not None:
         lines += ["", "## Cross-table rules", "", "| Status | Rule | Result |", "|---|---|---|"]
-        for e in sorted(cross.expectations, key=lambda e: e.success):
-            lines.append(
-                f"| {'pass' if e.success else '**FAIL**'} | {_short(describe_expectation(e))} | {_result(e)} |"
-            )
+        for e in sorted(cross.expectations, key=_order):
+            shown = status(e) if e.success else f"**{status(e)}**"
+            lines.append(f"| {shown} | {_short(describe_expectation(e))} | {_result(e)} |")
     facts = [
         ("Group", outcome.group),
         ("Members", ", ".join(members)),

@@ -84,13 +84,26 @@ def describe_expectation(outcome: ExpectationOutcome) -> str:
     return outcome.description or outcome.expectation_type
 
 
+def status(e: ExpectationOutcome) -> str:
+    """pass; FAIL (blocks the publish); or, for a failed rule that does not block, its severity (warning, info)."""
+    if e.success:
+        return "pass"
+    return "FAIL" if e.blocks else e.severity
+
+
+def _order(e: ExpectationOutcome) -> int:
+    """Blocking failures first, then warnings, then info, then passes."""
+    return 0 if e.blocks else 1 if e.failed and e.severity == "warning" else 2 if e.failed else 3
+
+
 def expectation_rows(result: AuditResult) -> list[dict[str, Any]]:
     """One row per expectation, failed first: the table artifact and the markdown share it."""
     rows = []
-    for e in sorted(result.expectations, key=lambda e: e.success):
+    for e in sorted(result.expectations, key=_order):
         rows.append(
             {
-                "status": "pass" if e.success else "FAIL",
+                "status": status(e),
+                "severity": e.severity,
                 "suite": e.suite or result.suite_name,
                 "expectation": e.expectation_type,
                 "description": describe_expectation(e),
@@ -101,6 +114,7 @@ def expectation_rows(result: AuditResult) -> list[dict[str, Any]]:
                 "unexpected_count": "" if e.unexpected_count is None else e.unexpected_count,
                 "unexpected_percent": _percent(e.unexpected_percent),
                 "sample_unexpected_values": _cell((e.partial_unexpected_list or [])[:MAX_SAMPLES]),
+                "notes": _cell(e.notes or ""),
             }
         )
     return rows
@@ -183,14 +197,15 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
     some browsers' fonts.
     """
     audit = outcome.audit
-    failed = [] if audit is None else [e for e in audit.expectations if not e.success]
+    failed = [] if audit is None else audit.blocking  # what blocks: critical rules, and rules that could not run
+    minor = [] if audit is None else [e for e in audit.failed if not e.blocks]  # warning and info: reported only
 
     code, prose, short, failure, result = _code, _prose, _short, _failure, _result
 
     schema = error if isinstance(error, SchemaMismatchError) else None
     inspect = getattr(outcome, "pending_key", None) is not None  # on_success inspect: passed, kept, not merged
     if outcome.published:
-        verdict = "PUBLISHED"
+        verdict = "PUBLISHED with warnings" if audit is not None and audit.warnings else "PUBLISHED"
     elif inspect:
         verdict = "PASSED — kept for inspection"
     elif failed:
@@ -216,17 +231,17 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
         error = None  # said above, column by column
     elif audit is not None:
         s = audit.statistics
+        passed = f"**All {s['evaluated']} expectations passed**"
+        if minor:  # the publish went ahead: no critical rule failed
+            passed = f"**No critical rule failed** ({_minor_counts(audit)} of {s['evaluated']} expectations)"
         if outcome.published:
             if outcome.mode == "append":
-                lines.append(
-                    f"**All {s['evaluated']} expectations passed**: {outcome.added} rows appended, the table on"
-                    f" `main` now holds {outcome.rows}."
-                )
+                lines.append(f"{passed}: {outcome.added} rows appended, the table on `main` now holds {outcome.rows}.")
             else:
-                lines.append(f"**All {s['evaluated']} expectations passed**: {outcome.rows} rows published to `main`.")
+                lines.append(f"{passed}: {outcome.rows} rows published to `main`.")
         elif inspect:
             lines.append(
-                f"**All {s['evaluated']} expectations passed**: kept on branch {code(outcome.branch)} at commit"
+                f"{passed}: kept on branch {code(outcome.branch)} at commit"
                 f" {code(getattr(outcome, 'audited_commit', ''))} for inspection, not published; `main` is unchanged."
                 f" Publish it with {code(f'wap publish {outcome.branch}')}."
             )
@@ -251,9 +266,11 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
         lines += ["", f"**The failed branch {code(error.kept)} is kept for inspection**: {code(hint)}"]
     lines.append("")
 
-    if failed:
-        lines += ["## Failed expectations", ""]
-        for e in failed:
+    for title, shown in (("Failed expectations", failed), ("Warnings and info (not blocking)", minor)):
+        if not shown:
+            continue
+        lines += [f"## {title}", ""]
+        for e in shown:
             sentence = prose(describe_expectation(e), 300)
             sentence += "" if sentence.endswith((".", "…")) else "."
             where = f" on column {code(e.column)}" if e.column else ""
@@ -261,7 +278,10 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
             found += "" if found.endswith((".", "…")) else "."
             in_suite = scope(e, audit) if audit is not None else ""
             in_suite = f"; suite {code(e.suite)} on {WHAT_SUITES_VALIDATE[e.validates]}" if in_suite else ""
-            lines.append(f"- **{sentence}** {found} ({code(e.expectation_type)}{where}{in_suite})")
+            severity = "" if e.blocks else f"**{e.severity}**: "
+            lines.append(f"- {severity}**{sentence}** {found} ({code(e.expectation_type)}{where}{in_suite})")
+            if e.notes:
+                lines.append(f"  - Why the rule exists: {notes_prose(e.notes)}")
         lines.append("")
 
     rows_facts = (
@@ -335,12 +355,22 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
         two = len(audit.suites) > 1  # then a column says which suite each rule is from
         head = "| Status | Suite | Expectation | Result |" if two else "| Status | Expectation | Result |"
         lines += ["", "## All expectations", "", head, "|---|---|---|---|" if two else "|---|---|---|"]
-        for e in sorted(audit.expectations, key=lambda e: e.success):  # failed first, as in the table artifact
+        for e in sorted(audit.expectations, key=_order):  # failed first, as in the table artifact
             cell = f" {e.suite} |" if two else ""
-            lines.append(
-                f"| {'pass' if e.success else '**FAIL**'} |{cell} {short(describe_expectation(e))} | {result(e)} |"
-            )
+            said = status(e) if e.success else f"**{status(e)}**"
+            lines.append(f"| {said} |{cell} {short(describe_expectation(e))} | {result(e)} |")
     return "\n".join(lines) + "\n"
+
+
+def _minor_counts(audit: AuditResult) -> str:
+    """e.g. "1 warning, 1 info": the failed rules that did not block."""
+    parts = [(len(audit.warnings), "warning"), (len(audit.infos), "info")]
+    return ", ".join(f"{n} {noun}{'s' if n > 1 and noun == 'warning' else ''}" for n, noun in parts if n)
+
+
+def notes_prose(notes: str) -> str:
+    """A rule's meta.notes (the suite author's markdown, e.g. `code`) in a list item: one paragraph, kept short."""
+    return shorten(" ".join(notes.split()), 500, marker="…")
 
 
 def _baseline_section(audit: AuditResult, code: Any) -> list[str]:

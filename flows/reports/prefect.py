@@ -72,29 +72,47 @@ def publish_validation_report(outcome: GateRun, error: BaseException | None = No
 def said_in_brief(outcome: Any) -> str:
     """A run's verdict in a few words, for an artifact's description (a dataset's run or a group's)."""
     if outcome.published:
-        return "published"
+        return "published with warnings" if getattr(outcome, "warned", False) else "published"
     if getattr(outcome, "pending_key", None):
         return f"passed, kept on branch {outcome.branch} for inspection (not published)"
     return "blocked"
 
 
 def emit_audit_event(dataset: str, result: AuditResult, *, branch: str) -> None:
-    """`wap.audit.passed` / `wap.audit.failed`, with the dataset as resource, for Prefect automations."""
+    """`wap.audit.passed` / `wap.audit.failed` (the gate's verdict: failed iff a critical rule failed or a rule
+    could not run), and `wap.audit.warned` as well when a rule of severity warning failed; the dataset as
+    resource, for Prefect automations. The audit only: `wap.published` says when the data reached main."""
     stats = result.statistics
+    resource = {"prefect.resource.id": f"wap.dataset.{dataset}", "prefect.resource.name": dataset}
+    payload = {
+        "dataset": dataset,
+        "branch": branch,
+        "suite": result.suite_name,
+        "suites": {suite.suite_name: "passed" if suite.success else "failed" for suite in result.suites},
+        "evaluated": stats["evaluated"],
+        "successful": stats["successful"],
+        "unsuccessful": stats["unsuccessful"],
+        "failed_expectations": [e.expectation_type for e in result.blocking],
+        "warnings": [_rule(e) for e in result.warnings],
+        "infos": [_rule(e) for e in result.infos],
+        "run_id": result.run_id,
+    }
+    emit_event(event=f"wap.audit.{'passed' if result.success else 'failed'}", resource=resource, payload=payload)
+    if result.warnings:
+        emit_event(event="wap.audit.warned", resource=resource, payload=payload)
+
+
+def _rule(e: Any) -> str:
+    """A failed rule in an event's payload: its type and column, e.g. expect_column_values_to_be_between(Fare)."""
+    return f"{e.expectation_type}({e.column})" if e.column else e.expectation_type
+
+
+def emit_published_event(name: str, *, commit: str, rows: int | None, added: int | None, **payload: Any) -> None:
+    """`wap.published`: the data is on main, at ``commit`` (a dataset's, or a group's with ``members``)."""
     emit_event(
-        event=f"wap.audit.{'passed' if result.success else 'failed'}",
-        resource={"prefect.resource.id": f"wap.dataset.{dataset}", "prefect.resource.name": dataset},
-        payload={
-            "dataset": dataset,
-            "branch": branch,
-            "suite": result.suite_name,
-            "suites": {suite.suite_name: "passed" if suite.success else "failed" for suite in result.suites},
-            "evaluated": stats["evaluated"],
-            "successful": stats["successful"],
-            "unsuccessful": stats["unsuccessful"],
-            "failed_expectations": [e.expectation_type for e in result.expectations if not e.success],
-            "run_id": result.run_id,
-        },
+        event="wap.published",
+        resource={"prefect.resource.id": f"wap.dataset.{name}", "prefect.resource.name": name},
+        payload={"dataset": name, "commit": commit, "rows": rows, "added_rows": added, **payload},
     )
 
 

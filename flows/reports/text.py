@@ -14,19 +14,22 @@ if TYPE_CHECKING:
 
 
 def describe_failures(result: AuditResult, max_examples: int = MAX_EXAMPLES) -> str:
-    """Human-readable summary of why an audit blocked: one line per failed expectation.
+    """Human-readable summary of why an audit blocked, or what it warned of: one line per failed expectation.
 
-    Each line names the expectation, its column and arguments, and example offending values.
+    Each line names the expectation, its column and arguments, example offending values and the rule's notes
+    (why it exists); rules of severity warning or info are marked as such (they do not block).
     """
     failed = result.failed
     stats = result.statistics
     if not failed:
         return f"Audit passed: checkpoint {result.checkpoint_name!r}, {stats.get('evaluated')} expectations."
+    blocking = result.blocking
+    verdict = "failed" if blocking else "passed with warnings"
     lines = [
-        f"Audit failed: checkpoint {result.checkpoint_name!r} (suite {result.suite_names!r}): "
-        f"{len(failed)} of {stats.get('evaluated', len(result.expectations))} expectations failed"
+        f"Audit {verdict}: checkpoint {result.checkpoint_name!r} (suite {result.suite_names!r}): {_counted(result)}"
     ]
-    lines += [f"  - {_scoped(e, result, max_examples)}" for e in failed]
+    lines += [f"  - {_scoped(e, result, max_examples)}" for e in blocking]
+    lines += [f"  - {_scoped(e, result, max_examples)}" for e in failed if not e.blocks]
     if len(result.suites) > 1:
         lines += [
             f"Data docs of {s.suite_name} ({WHAT_SUITES_VALIDATE[s.validates]}): {docs_text(s.data_docs_url)}"
@@ -38,20 +41,45 @@ def describe_failures(result: AuditResult, max_examples: int = MAX_EXAMPLES) -> 
     return "\n".join(lines)
 
 
+def _counted(result: AuditResult) -> str:
+    """ "2 of 20 expectations failed (1 warning)": every failed rule counted, the ones that do not block named."""
+    stats = result.statistics
+    said = f"{len(result.failed)} of {stats.get('evaluated', len(result.expectations))} expectations failed"
+    minor = [_plural(len(result.warnings), "warning"), _plural(len(result.infos), "info")]
+    minor = [m for m in minor if not m.startswith("0 ")]
+    return f"{said} ({', '.join(minor)}, not blocking)" if minor else said
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 or noun == 'info' else 's'}"
+
+
 def _scoped(e: ExpectationOutcome, result: AuditResult, max_examples: int) -> str:
     where = scope(e, result)
-    return (
-        f"{where}: {describe_finding(finding(e, max_examples))}"
-        if where
-        else describe_finding(finding(e, max_examples))
-    )
+    said = describe_finding(finding(e, max_examples))
+    said = f"{where}: {said}" if where else said
+    if not e.blocks:  # a warning or info rule: reported, never blocking
+        said = f"[{e.severity}] {said}"
+    return f"{said} (notes: {notes_line(e.notes)})" if e.notes else said
+
+
+def notes_line(notes: str) -> str:
+    """A rule's meta.notes on one line (they may be markdown over several)."""
+    return " ".join(notes.split())
 
 
 def summarize_failures(result: AuditResult, max_examples: int = MAX_EXAMPLES) -> str:
-    """`describe_failures` on one line: what the CLI prints and what the gate's error says."""
-    failures = [_scoped(e, result, max_examples) for e in result.failed]
-    stats = result.statistics
-    return f"{stats['unsuccessful']} of {stats['evaluated']} expectations failed: " + "; ".join(failures)
+    """`describe_failures` on one line: what the CLI prints and what the gate's error says; the blocking rules
+    first, then those that only warn."""
+    ordered = result.blocking + [e for e in result.failed if not e.blocks]
+    failures = [_scoped(e, result, max_examples) for e in ordered]
+    return f"{_counted(result)}: " + "; ".join(failures)
+
+
+def summarize_warnings(result: AuditResult, max_examples: int = MAX_EXAMPLES) -> str:
+    """The failed rules that did not block a publish, on one line ("" if none)."""
+    minor = [e for e in result.failed if not e.blocks]
+    return "; ".join(_scoped(e, result, max_examples) for e in minor)
 
 
 def describe_finding(f: Finding) -> str:

@@ -417,7 +417,14 @@ def check_suite_file(file: GxFile, schemas: list[TableSchema] | None = None) -> 
         where = _label(i, raw)
         if i in structural:
             for key, value in structural[i].items():
-                problems.append(Problem(file.path, f"{key!r}: {_flatten_messages(value)}", where))
+                if key == "severity" and isinstance(raw, dict):  # say what the values mean to the gate
+                    message = (
+                        f"severity {raw.get('severity')!r} is not one of critical (blocks the publish, the default),"
+                        " warning (reported, published anyway), info (report only)"
+                    )
+                else:
+                    message = f"{key!r}: {_flatten_messages(value)}"
+                problems.append(Problem(file.path, message, where))
         if not isinstance(raw, dict):
             continue
         if isinstance(raw.get("id"), str):

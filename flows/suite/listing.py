@@ -46,6 +46,7 @@ class ExpectationView:
     notes: str | None
     meta: dict[str, Any]  # meta other than notes
     id: str | None
+    severity: str = "critical"  # GX's severity: critical blocks a publish, warning and info only report
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ def _view(index: int, raw: Any) -> ExpectationView:
         notes=notes_text(meta, raw.get("notes")),
         meta={k: v for k, v in meta.items() if k != "notes"},
         id=raw.get("id") if isinstance(raw.get("id"), str) else None,
+        # As GX reads it: absent means critical; an invalid value is shown as written (`wap suite check` reports it).
+        severity=str(raw.get("severity") or "critical"),
     )
 
 

@@ -1,4 +1,8 @@
-"""The starter suite `wap suite init` writes: each rule derived from the profile, with a note saying from what."""
+"""The starter suite `wap suite init` writes: each rule derived from the profile, with a note saying from what.
+
+Severities (GX's: critical blocks a publish, warning reports and publishes): every rule of the batch suite is a
+data contract (schema, row count, completeness, types, value sets, ranges, unique ids), critical, GX's default;
+the table suite's drift rule (no fewer rows than main) is a warning, as a snapshot may shrink on purpose."""
 
 from __future__ import annotations
 
@@ -131,6 +135,7 @@ def build_table_suite(dataset: str, profile: Profile) -> ExpectationSuite:
     """The starter table suite: rules on the table as it would be published (main's rows plus the batch)."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
+    from great_expectations.expectations.metadata_types import FailureSeverity
 
     def notes(text: str) -> dict[str, Any]:
         return {"notes": {"format": "markdown", "content": [text]}}
@@ -138,10 +143,12 @@ def build_table_suite(dataset: str, profile: Profile) -> ExpectationSuite:
     exps: list[Any] = [
         gxe.ExpectTableRowCountToBeBetween(
             min_value={"$PARAMETER": "main_row_count"},
+            severity=FailureSeverity.WARNING,
             meta=notes(
-                "Drift against main: the published table never has fewer rows than main has now (a truncated "
-                "snapshot, a lost batch). main_row_count is a fact of main the gate passes as a suite parameter; "
-                "delete this rule for a dataset whose snapshots may legitimately shrink."
+                "Drift against main: the published table has fewer rows than main has now (a truncated snapshot, a"
+                " lost batch?). main_row_count is a fact of main the gate passes as a suite parameter. Severity"
+                " warning: reported, published anyway, as a snapshot may shrink on purpose; make it critical for a"
+                " table that must never shrink."
             ),
         )
     ]
