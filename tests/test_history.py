@@ -87,3 +87,65 @@ def test_the_quality_chart_is_an_image_of_every_run() -> None:
 
 def test_the_chart_of_no_runs_or_zero_rows_is_still_an_svg() -> None:
     assert quality_svg([]).startswith("<svg") and quality_svg([row(0) | {"rows": ""}]).endswith("</svg>")
+
+
+# ------------------------------------------------------------------------------------------- through the gate
+
+
+def test_every_gate_run_adds_its_row_to_the_datasets_history(tmp_path) -> None:
+    import pyarrow.parquet as pq
+    from gate_fixtures import run_cli
+
+    from flows.demo.data import corrupt, generate_titanic, write_csv
+    from flows.lakehouse import MAIN, connect
+
+    lake = str(tmp_path / "lake")
+    clean = write_csv(generate_titanic(300, seed=1), tmp_path / "clean.csv")
+    pq.write_table(corrupt(generate_titanic(300, seed=2), "bad_pclass"), tmp_path / "bad.parquet")
+    more = write_csv(generate_titanic(40, seed=3, first_id=1000), tmp_path / "more.csv")
+    declared = tmp_path / "datasets.yml"
+    declared.write_text(
+        "datasets:\n  hist_titanic:\n    source: unused.csv\n    table: hist_titanic\n    checkpoint: titanic\n"
+    )
+    env = {"WAP_DATASETS": str(declared)}
+    codes = [
+        run_cli("run", "hist_titanic", "--source", str(clean), "--lakehouse", lake, env=env).returncode,
+        run_cli(
+            "run", "hist_titanic", "--source", str(tmp_path / "bad.parquet"), "--lakehouse", lake, env=env
+        ).returncode,
+        run_cli(
+            "run", "hist_titanic", "--source", str(more), "--mode", "append", "--lakehouse", lake, env=env
+        ).returncode,
+    ]
+    assert codes == [0, 1, 0]
+    history = json.loads(latest_artifact("hist-titanic-history")["data"])
+    assert [r["verdict"] for r in history] == ["published", "blocked", "published"]
+    assert [(r["rows"], r["added"]) for r in history] == [("340", "40"), ("300", "300"), ("300", "300")]
+    assert history[1]["failed rules"] == "1" and "expect_column_values_to_be_in_set (Pclass)" in history[1]["failed"]
+    head = connect("local", lake).get_branch(MAIN).hash
+    assert history[0]["published commit"] == head[:12] and history[1]["published commit"] == ""
+    assert all(re.search(r"/runs/flow-run/[0-9a-f-]{36}$", r["run"]) for r in history), history
+    assert all(r["branch"].split(".")[1].startswith("wap_hist_titanic_") for r in history)
+    assert "data:image/svg+xml;base64," in latest_artifact("hist-titanic-quality")["data"]
+
+
+def test_a_group_run_adds_a_row_to_the_groups_history_and_each_members(tmp_path) -> None:
+    from gate_fixtures import run_cli
+
+    from flows.demo.shop import generate_customers, generate_orders, write_shop
+
+    orders, items = generate_orders(30, customers=20)
+    files = write_shop({"customers": generate_customers(20), "orders": orders, "order_items": items}, tmp_path)
+    sources = [arg for m in ("customers", "orders", "order_items") for arg in ("--source", f"{m}={files[m]}")]
+    before = len(json.loads((latest_artifact("shop-history") or {"data": "[]"})["data"]))
+    result = run_cli("run", "--group", "shop", *sources, "--lakehouse", str(tmp_path / "lake"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    group = json.loads(latest_artifact("shop-history")["data"])
+    assert len(group) == min(before + 1, HISTORY_RUNS) and group[0]["verdict"] == "published"
+    assert group[0]["rows"] == str(20 + 30 + len(items))
+    member = json.loads(latest_artifact("orders-history")["data"])[0]
+    assert (member["verdict"], member["rows"], member["published commit"]) == (
+        "published",
+        "30",
+        group[0]["published commit"],
+    )

@@ -245,3 +245,42 @@ def test_published_report_in_ui(
     descriptions = {row[1] for row in rows}
     for expected in ("PassengerId values must be unique.", "Sex values must belong to this set: male female."):
         assert expected in descriptions, f"{ui} UI: {expected!r} missing from the table: {sorted(descriptions)}"
+
+
+@pytest.mark.parametrize("ui", sorted(UI_ROUTES))
+def test_history_and_quality_chart_in_ui(
+    ui: str, gate_runs: GateRuns, prefect_server: PrefectServer, chromium: str, tmp_path: Path
+) -> None:
+    """`titanic-quality` shows its chart as an image (a data-URI SVG: the UI drops inline SVG), and
+    `titanic-history` lists both runs, newest first."""
+    import base64
+
+    [quality] = artifacts(prefect_server.api_url, "titanic-quality")[:1]
+    url = prefect_server.url + UI_ROUTES[ui].format(id=quality["id"])
+
+    def ready(dom: str) -> bool:
+        md = rendered_markdown(dom)
+        return md is not None and bool(md.headings) and md.headings[0].startswith("titanic: quality")
+
+    page = load_page(chromium, url, screenshot=tmp_path / f"quality-{ui}.png", profile_root=tmp_path / "c", ready=ready)
+    print(f"quality chart in the {ui} UI: {url}; screenshot {page.screenshot}")
+    images = re.findall(r'<img[^>]*src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', page.dom)
+    assert len(images) == 1, f"{ui} UI: the chart is not rendered as an image"
+    svg = base64.b64decode(images[0]).decode()
+    assert svg.count("<title>") == 2 and svg.count('fill="#b0b0b0"') == 1, svg[:300]  # 2 runs, 1 not published
+    md = rendered_markdown(page.dom)
+    assert md is not None and "Runs: 1 blocked, 1 published." in md.text, md.text
+
+    [history] = artifacts(prefect_server.api_url, "titanic-history")[:1]
+    rows = json.loads(history["data"])
+    assert [r["verdict"] for r in rows] == ["blocked", "published"], rows
+    url = prefect_server.url + UI_ROUTES[ui].format(id=history["id"])
+    commit = rows[1]["published commit"]
+    page = load_page(
+        chromium,
+        url,
+        screenshot=tmp_path / f"history-{ui}.png",
+        profile_root=tmp_path / "h",
+        ready=lambda d: commit in d,
+    )
+    assert "blocked" in page.dom and rows[0]["branch"] in page.dom

@@ -20,7 +20,7 @@ from flows.reports.markdown import (
     notes_prose,
     status,
 )
-from flows.reports.prefect import artifact_key, said_in_brief
+from flows.reports.prefect import artifact_key, history_verdict, record_run_history, said_in_brief
 
 if TYPE_CHECKING:
     from flows.audit import AuditResult
@@ -149,4 +149,16 @@ def publish_group_report(outcome: GroupRun, error: BaseException | None = None) 
         key=artifact_key(outcome.group, "validation"),
         markdown=render_group_markdown(outcome, error),
         description=f"group {outcome.group}: {said_in_brief(outcome)}",
+    )
+    members = list(outcome.members.values())
+    rows = [m.rows for m in members if m.rows is not None]
+    added = [m.added for m in members if m.added is not None]
+    record_run_history(
+        outcome.group,
+        history_verdict(outcome, error),
+        rows=sum(rows) if rows else None,
+        added=sum(added) if added else None,
+        audits=[m.audit for m in members] + [outcome.cross],
+        published_commit=outcome.published_commit,
+        branch=outcome.branch,
     )

@@ -1,7 +1,7 @@
 """A dataset's runs over time, as Prefect artifacts beside its validation report.
 
-    <dataset>-history   table: the newest 50 runs, newest first (time, verdict, rows, failed rules, published
-                        commit, branch, link to the run)
+    <dataset>-history   table: the newest 50 runs, newest first (time, verdict, rows, added, failed rules,
+                        published commit, the failed rules' names, link to the run, branch)
     <dataset>-quality   markdown: rows and failed rules per run as a chart (an SVG image: the Prefect UI renders
                         a data-URI image in a markdown artifact, and drops inline SVG), and the table's last row
 
@@ -21,7 +21,9 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 HISTORY_RUNS = 50
-COLUMNS = ("time", "verdict", "rows", "added", "failed rules", "failed", "published commit", "branch", "run")
+# What a reader scans for first comes first: the UI shows about 1000 px of a table before it scrolls.
+COLUMNS = ("time", "verdict", "rows", "added", "failed rules", "published commit", "failed", "run", "branch")
+FAILED_CELL = 80  # the failed rules' names, cut: the run's validation report lists them all
 
 
 def history_row(
@@ -36,16 +38,17 @@ def history_row(
     now: datetime | None = None,
 ) -> dict[str, str]:
     """One run's row of the history table (every cell a string: the table artifact shows them as they are)."""
+    named = ", ".join(failed)
     return {
         "time": (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "verdict": verdict,
         "rows": "" if rows is None else str(rows),
         "added": "" if added is None else str(added),
         "failed rules": str(len(failed)),
-        "failed": ", ".join(failed),
         "published commit": (published_commit or "")[:12],
-        "branch": branch,
+        "failed": named if len(named) <= FAILED_CELL else named[: FAILED_CELL - 1] + "…",
         "run": run,
+        "branch": branch,
     }
 
 
@@ -101,7 +104,7 @@ def quality_markdown(name: str, table: list[dict[str, str]]) -> str:
     return (
         f"# {name}: quality over the last {len(table)} runs\n\n"
         f"![rows (bars) and failed rules (red) per run, oldest first](data:image/svg+xml;base64,{image})\n\n"
-        f"Bars: rows in the table after the run (blue: published, grey: not published); red dots: failed rules.\n"
+        f"Bars: the rows each run audited (blue: published, grey: not published); red dots: failed rules.\n"
         f"Runs: {counts}. Newest: {table[0]['time']}, {table[0]['verdict']}.\n"
     )
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 
+from flows.lakehouse.errors import SchemaMismatchError
+from flows.reports.history import failed_rule_names, history_row, record_history, this_run_link
 from flows.reports.markdown import GateRun, expectation_rows, render_markdown
 
 if TYPE_CHECKING:
@@ -67,6 +69,48 @@ def publish_validation_report(outcome: GateRun, error: BaseException | None = No
         markdown=render_markdown(outcome, error),
         description=f"{outcome.dataset}: {said_in_brief(outcome)}",
     )
+    record_run_history(
+        outcome.dataset,
+        history_verdict(outcome, error),
+        rows=outcome.rows,
+        added=outcome.added,
+        audits=[outcome.audit],
+        published_commit=outcome.published_commit,
+        branch=outcome.branch,
+    )
+
+
+def history_verdict(outcome: Any, error: BaseException | None) -> str:
+    """The verdict of the history table: as the report's description, or what stopped a run the audit did not
+    block (an outage, bad input), by its error's name."""
+    if error is None or outcome.published or getattr(error, "result", None) is not None:
+        return said_in_brief(outcome)
+    if isinstance(error, SchemaMismatchError):
+        return "blocked by the schema check"
+    return f"not published ({type(error).__name__})"
+
+
+def record_run_history(
+    name: str,
+    verdict: str,
+    *,
+    rows: int | None,
+    added: int | None,
+    audits: list[Any],
+    published_commit: str | None,
+    branch: str,
+) -> None:
+    """This run's row of ``<name>-history`` and the ``<name>-quality`` chart (flows.reports.history)."""
+    row = history_row(
+        verdict=verdict,
+        rows=rows,
+        added=added,
+        failed=failed_rule_names([a for a in audits if a is not None]),
+        published_commit=published_commit,
+        branch=branch,
+        run=this_run_link(),
+    )
+    record_history(artifact_key(name, "history"), artifact_key(name, "quality"), name, row)
 
 
 def said_in_brief(outcome: Any) -> str:
