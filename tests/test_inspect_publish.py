@@ -327,7 +327,8 @@ def test_on_failure_inspect_keeps_the_failed_branch_and_says_how_to_look_at_it(s
 def test_a_group_with_on_failure_inspect_keeps_its_branch(tmp_path):
     lake = tmp_path / "lake"
     orders, items = generate_orders(40, customers=30)
-    bad = orders.set_column(orders.schema.get_field_index("status"), "status", [["lost"] * orders.num_rows])
+    # A negative total breaks a critical rule (an unknown status only warns).
+    bad = orders.set_column(orders.schema.get_field_index("total"), "total", [[-5.0] * orders.num_rows])
     files = write_shop({"customers": generate_customers(30), "orders": bad, "order_items": items}, tmp_path / "bad")
     branch = "tester.wap_shop_failed"
     args = [arg for m in SHOP for arg in ("--source", f"{m}={files[m]}")]

@@ -68,17 +68,19 @@ def _published(result, lake: Path) -> tuple[object, str]:
     return head, _flow_run(head.properties["prefect.flow_run_id"])["state"]["name"]
 
 
-def _events(prefix: str, resource: str, wanted: set[str]) -> list[dict]:
+def _events(prefix: str, resource: str, commit: str) -> list[dict]:
+    """The events of this prefix about ``resource`` (newest first), once one names ``commit`` (other tests' runs
+    emit events about the same dataset)."""
     events: list[dict] = []
     for _ in range(30):  # events reach the server asynchronously
         response = httpx.post(
             f"{_api()}/events/filter",
-            json={"filter": {"event": {"prefix": [prefix]}, "any_resource": {"id": [resource]}}},
+            json={"filter": {"event": {"prefix": [prefix]}, "any_resource": {"id": [resource]}}, "order": "DESC"},
             timeout=30,
         )
         response.raise_for_status()
         events = response.json()["events"]
-        if wanted <= {e["event"] for e in events}:
+        if any(e["payload"].get("commit") == commit for e in events):
             break
         time.sleep(1)
     return events
@@ -115,6 +117,8 @@ def test_a_failed_warning_rule_publishes_with_warnings(files, tmp_path):
     assert head.properties["gx.warnings"] == "expect_column_values_to_not_be_null(Embarked)"
     assert head.properties["gx.infos"] == ""
     assert connect("local", lake).get_table("titanic", MAIN).records == 891
+    logged = run_cli("log", "--json", "--lakehouse", str(lake))  # the JSON output carries the same record
+    assert json.loads(logged.stdout)[0]["properties"]["gx.warnings"] == head.properties["gx.warnings"]
 
     run = _flow_run(head.properties["prefect.flow_run_id"])
     assert run["state"]["type"] == "COMPLETED"
@@ -130,13 +134,24 @@ def test_a_failed_warning_rule_publishes_with_warnings(files, tmp_path):
     assert "| **warning** |" in markdown
     assert "published with warnings" in report["description"]
 
-    events = _events("wap.", "wap.dataset.titanic", {"wap.audit.warned", "wap.published"})
-    warned = [e for e in events if e["event"] == "wap.audit.warned"]
+    events = _events("wap.", "wap.dataset.titanic", head.hash)
+    branch = head.properties["wap.branch"]
+    warned = [e for e in events if e["event"] == "wap.audit.warned" and e["payload"]["branch"] == branch]
     assert warned and warned[0]["payload"]["warnings"] == ["expect_column_values_to_not_be_null(Embarked)"]
     published = [e for e in events if e["event"] == "wap.published" and e["payload"]["commit"] == head.hash]
     assert published, [e["event"] for e in events]
     assert published[0]["payload"]["rows"] == 891 and published[0]["payload"]["added_rows"] == 891
     assert published[0]["payload"]["warnings"] == ["expect_column_values_to_not_be_null(Embarked)"]
+
+
+def test_a_run_kept_for_inspection_names_its_warnings_too(files, tmp_path):
+    lake = tmp_path / "lake"
+    args = ("run", "titanic", "--source", str(files["embarked_nulls"]), "--on-success", "inspect")
+    result = run_cli(*args, "--lakehouse", str(lake))
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = [x for x in result.stdout.splitlines() if x.startswith("audited titanic: passed")][-1]
+    assert "publish it with `wap publish" in line and "with warnings: [warning] titanic on the batch" in line, line
+    assert not connect("local", lake).has_table("titanic", MAIN)
 
 
 def test_a_failed_critical_rule_blocks_and_its_notes_reach_every_report(files, tmp_path):
@@ -267,7 +282,7 @@ def test_a_group_member_that_only_warns_is_published_with_its_group(tmp_path):
     group_report = latest_artifact("shop-validation")["data"]
     assert group_report.startswith("# group shop: PUBLISHED with warnings")
     assert "**warning** (not blocking)" in group_report and "Why the rule exists: The countries" in group_report
-    events = _events("wap.published", "wap.dataset.shop", {"wap.published"})
+    events = _events("wap.published", "wap.dataset.shop", head.hash)
     [event] = [e for e in events if e["payload"]["commit"] == head.hash]
     assert event["payload"]["members"]["customers"]["rows"] == 50
     assert event["payload"]["warnings"] == ["customers: expect_column_values_to_be_in_set(country)"]

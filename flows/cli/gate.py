@@ -71,7 +71,7 @@ def published_line(outcome) -> str:
         what = f"group {outcome.group}" if grouped else outcome.dataset
         return (
             f"audited {what}: passed; kept branch {outcome.branch} at commit {outcome.audited_commit} for"
-            f" inspection, not published: publish it with `wap publish {outcome.branch}`"
+            f" inspection, not published: publish it with `wap publish {outcome.branch}`" + _warned(outcome)
         )
     if grouped:
         parts = [_member_rows(m) for m in outcome.members.values()]
