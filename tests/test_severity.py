@@ -329,3 +329,33 @@ def test_suite_init_sets_severities(tmp_path, files):
     [drift] = json.loads((expectations / "passengers_table.json").read_text())["expectations"][:1]
     assert drift["type"] == "expect_table_row_count_to_be_between" and drift["severity"] == "warning"
     assert "Severity warning" in " ".join(drift["meta"]["notes"]["content"])
+
+
+def test_a_cross_table_rule_that_only_warns_publishes_the_group(tmp_path, monkeypatch):
+    """The group's referential rule made a warning: orphan items are reported, the group is published."""
+    from flows.demo.shop import generate_customers, generate_orders, orphan_items, write_shop
+
+    target = tmp_path / "gx"
+    shutil.copytree(REPO / "gx", target, ignore=shutil.ignore_patterns("uncommitted"))
+    path = target / "expectations" / "shop.json"
+    suite = json.loads(path.read_text())
+    suite["expectations"][0]["severity"] = "warning"  # an item whose order exists nowhere
+    path.write_text(json.dumps(suite, indent=2))
+    monkeypatch.setenv("WAP_GX_DIR", str(target))
+    orders, items = generate_orders(20, customers=30, seed=2)
+    tables = {
+        "customers": generate_customers(30, seed=2),
+        "orders": orders,
+        "order_items": orphan_items(items, 2, missing_from=900),
+    }
+    sources = write_shop(tables, tmp_path / "set")
+    lake = tmp_path / "lake"
+    result = run_cli(
+        "run", "--group", "shop", *[f"--source={m}={p}" for m, p in sources.items()], "--lakehouse", str(lake)
+    )
+    head, state = _published(result, lake)
+    assert state == "Published with warnings"
+    assert head.properties["gx.warnings"] == "cross-table rules: unexpected_rows_expectation"
+    assert "with warnings: cross-table rules: [warning]" in result.stdout and "Referential integrity" in result.stdout
+    group_report = latest_artifact("shop-validation")["data"]
+    assert "| **warning** |" in group_report.split("## Cross-table rules")[1]
