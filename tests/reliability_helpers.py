@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -118,13 +119,20 @@ def declare(path: Path, entries: dict[str, dict]) -> Path:
 
 
 def flow_runs_named(prefect_api: str, names: list[str]) -> list[dict]:
+    """The flow runs started under these names (`wap-<dataset>`), finished ones renamed `<name>-<branch time and
+    id>: <verdict>` by the gate; each run's "name" is given back as it started."""
     response = httpx.post(
         f"{prefect_api}/flow_runs/filter",
-        json={"flow_runs": {"name": {"any_": names}}, "limit": 200, "offset": 0},
+        json={"flow_runs": {"name": {"like_": "wap-"}}, "limit": 200, "offset": 0},
         timeout=30,
     )
     response.raise_for_status()
-    return response.json()
+    runs = []
+    for run in response.json():
+        started = re.sub(r"-\d{8}t\d{6}z_[0-9a-f]{8}: .+$", "", run["name"])
+        if started in names:
+            runs.append({**run, "name": started, "final_name": run["name"]})
+    return runs
 
 
 def flow_run_count(prefect_api: str) -> int:

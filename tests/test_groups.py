@@ -90,7 +90,7 @@ def test_a_group_publishes_every_member_in_one_merge_commit(tmp_path, prefect_ap
 
     # One flow run for the group, with every member's tasks in it; artifacts per member and for the group.
     flow_runs = httpx.post(
-        f"{prefect_api}/flow_runs/filter", json={"flow_runs": {"name": {"any_": ["wap-group-shop"]}}}, timeout=30
+        f"{prefect_api}/flow_runs/filter", json={"flow_runs": {"name": {"like_": "wap-group-shop-"}}}, timeout=30
     ).json()
     run_id = next(r["id"] for r in flow_runs if r["state_type"] == "COMPLETED")
     task_runs = httpx.post(

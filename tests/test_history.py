@@ -127,6 +127,18 @@ def test_every_gate_run_adds_its_row_to_the_datasets_history(tmp_path) -> None:
     assert all(re.search(r"/runs/flow-run/[0-9a-f-]{36}$", r["run"]) for r in history), history
     assert all(r["branch"].split(".")[1].startswith("wap_hist_titanic_") for r in history)
     assert "data:image/svg+xml;base64," in latest_artifact("hist-titanic-quality")["data"]
+    # Each run renamed for its branch and verdict: the UI's run lists tell them apart.
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    names = []
+    for r in history:
+        run_id = r["run"].rsplit("/", 1)[-1]
+        names.append(httpx.get(f"{PREFECT_API_URL.value()}/flow_runs/{run_id}", timeout=30).json()["name"])
+    stamps = [r["branch"].removeprefix(r["branch"].split(".")[0] + ".wap_hist_titanic_") for r in history]
+    assert names == [
+        f"wap-hist_titanic-{s}: {v}" for s, v in zip(stamps, ("published", "blocked", "published"), strict=True)
+    ]
 
 
 def test_a_group_run_adds_a_row_to_the_groups_history_and_each_members(tmp_path) -> None:
@@ -143,6 +155,11 @@ def test_a_group_run_adds_a_row_to_the_groups_history_and_each_members(tmp_path)
     group = json.loads(latest_artifact("shop-history")["data"])
     assert len(group) == min(before + 1, HISTORY_RUNS) and group[0]["verdict"] == "published"
     assert group[0]["rows"] == str(20 + 30 + len(items))
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    run = httpx.get(f"{PREFECT_API_URL.value()}/flow_runs/{group[0]['run'].rsplit('/', 1)[-1]}", timeout=30).json()
+    assert re.fullmatch(r"wap-group-shop-\d{8}t\d{6}z_[0-9a-f]{8}: published", run["name"]), run["name"]
     member = json.loads(latest_artifact("orders-history")["data"])[0]
     assert (member["verdict"], member["rows"], member["published commit"]) == (
         "published",

@@ -20,7 +20,14 @@ from flows.reports.markdown import (
     notes_prose,
     status,
 )
-from flows.reports.prefect import artifact_key, history_verdict, record_run_history, said_in_brief
+from flows.reports.prefect import (
+    artifact_key,
+    history_verdict,
+    name_this_run,
+    record_run_history,
+    said_in_brief,
+    short_verdict,
+)
 
 if TYPE_CHECKING:
     from flows.audit import AuditResult
@@ -150,6 +157,7 @@ def publish_group_report(outcome: GroupRun, error: BaseException | None = None) 
         markdown=render_group_markdown(outcome, error),
         description=f"group {outcome.group}: {said_in_brief(outcome)}",
     )
+    name_this_run(f"wap-group-{outcome.group}", outcome.branch, short_verdict(outcome, error))
     members = list(outcome.members.values())
     rows = [m.rows for m in members if m.rows is not None]
     added = [m.added for m in members if m.added is not None]

@@ -11,6 +11,7 @@ The markdown and the table rows come from `markdown.py`.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
@@ -69,6 +70,8 @@ def publish_validation_report(outcome: GateRun, error: BaseException | None = No
         markdown=render_markdown(outcome, error),
         description=f"{outcome.dataset}: {said_in_brief(outcome)}",
     )
+    if outcome.group is None:  # a group's member: its run is the group's, named by the group's report
+        name_this_run(f"wap-{outcome.dataset}", outcome.branch, short_verdict(outcome, error))
     record_run_history(
         outcome.dataset,
         history_verdict(outcome, error),
@@ -78,6 +81,36 @@ def publish_validation_report(outcome: GateRun, error: BaseException | None = No
         published_commit=outcome.published_commit,
         branch=outcome.branch,
     )
+
+
+def short_verdict(outcome: Any, error: BaseException | None) -> str:
+    """The verdict in a word or three, for the run's name."""
+    if outcome.published:
+        return "published with warnings" if getattr(outcome, "warned", False) else "published"
+    if getattr(outcome, "pending_key", None):
+        return "kept for inspection"
+    if error is None or getattr(error, "result", None) is not None or isinstance(error, SchemaMismatchError):
+        return "blocked"
+    return "not published"
+
+
+_BRANCH_STAMP = re.compile(r"_(\d{8}t\d{6}z_[0-9a-f]{8})$")  # the gate's branch names end <created>_<id>
+
+
+def name_this_run(prefix: str, branch: str, verdict: str) -> None:
+    """Rename the running flow run `<prefix>-<its branch's time and id>: <verdict>` (e.g. `wap-titanic-
+    20261202t150725z_ab12cd34: blocked`): every run of a dataset starts as `wap-<dataset>`, and the UI's lists
+    could not tell them apart. Best effort: the run's record is Prefect's, the verdict is the gate's."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    stamp = _BRANCH_STAMP.search(branch)
+    tag = stamp.group(1) if stamp else branch.rsplit(".", 1)[-1][:40]
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(context.flow_run.id, name=f"{prefix}-{tag}: {verdict}")
 
 
 def history_verdict(outcome: Any, error: BaseException | None) -> str:
