@@ -104,6 +104,10 @@ def test_validate_audits_a_file_without_writing(files, env, tmp_path):
     ok = run_cli("validate", "titanic", "--source", str(files["clean"]), env=env)
     assert ok.returncode == 0, ok.stderr
     assert "passed:" in ok.stdout and "PassengerId values must be unique" in ok.stdout
+    # The page's link as every report gives it (http, for `wap docs serve`), then the file.
+    import re
+
+    assert re.search(r"^data docs: http://127\.0\.0\.1:8900/\S+\.html \(file /\S+\.html\)$", ok.stdout, re.M), ok.stdout
     bad = run_cli("validate", "titanic", "--source", str(files["bad"]), env=env)
     assert_clean_failure(bad, 1, "blocked:", "Pclass")
     missing = run_cli("validate", "titanic", "--source", str(tmp_path / "none.csv"), env=env)

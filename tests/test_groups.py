@@ -165,6 +165,12 @@ def test_items_whose_orders_exist_nowhere_are_blocked_with_the_offending_order_i
     report = latest_artifact("shop-validation")["data"]
     assert "Blocked by the cross-table rules" in report and "7001" in report and "7003" in report
     assert cross.data_docs_url and Path(cross.data_docs_url.removeprefix("file://")).is_file()
+    # The cross-table rules' page as the member pages are: a link wap docs serve opens, and the file.
+    from flows.reports.docs_site import docs_page
+
+    page = docs_page(cross.data_docs_url)
+    assert page is not None and page.url.startswith("http://127.0.0.1:8900/")
+    assert f"[{page.url}]({page.url})" in report
 
 
 def test_items_referencing_orders_already_on_main_pass_as_the_group_would_be_published(published, tmp_path):

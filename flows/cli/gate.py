@@ -310,7 +310,9 @@ def validate(
             )
         print_table(table)
         if result.data_docs_url:
-            out.print(f"data docs: {result.data_docs_url}", soft_wrap=True)
+            from flows.reports.docs_site import docs_text
+
+            out.print(f"data docs: {docs_text(result.data_docs_url)}", soft_wrap=True)
         if not result.success:
             fail(f"blocked: {dataset}: {summarize_failures(result)}", EXIT_BLOCKED)
         stats = result.statistics

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from prefect.artifacts import create_markdown_artifact
 
+from flows.reports.docs_site import docs_markdown
 from flows.reports.markdown import (
     GateRun,
     _code,
@@ -144,7 +145,10 @@ def render_group_markdown(outcome: GroupRun, error: BaseException | None = None)
     if cross is not None:
         facts += [
             ("Cross-table validation run", _code(cross.run_id)),
-            ("Data docs of the cross-table rules", _code(cross.data_docs_url) if cross.data_docs_url else "not built"),
+            (
+                "Data docs of the cross-table rules",
+                docs_markdown(cross.data_docs_url) if cross.data_docs_url else "not built",
+            ),
         ]
     lines += ["", "## Run", ""] + [f"- **{name}**: {value}" for name, value in facts if value]
     return "\n".join(lines) + "\n"
