@@ -538,7 +538,9 @@ def audit_table(
             inputs = {}
             for role, suite in suites.items():
                 started = time.perf_counter()
-                data = reader.input(role, suite.expectation_configurations, stored.result_format, parameters, mode)
+                data = reader.input(
+                    role, suite.expectation_configurations, stored.result_format, parameters, mode, suite=suite.name
+                )
                 inputs[role] = replace(data, seconds=time.perf_counter() - started)
             inputs.setdefault(TABLE, inputs[BATCH])  # unused without a table suite
             result = _run_stored(context, stored, inputs, parameters, baseline, run_name)
@@ -607,12 +609,21 @@ class _TableReader:
         return self.ref
 
     def input(
-        self, role: str, configurations: list[Any], result_format: Any, parameters: dict[str, Any], mode: str
+        self,
+        role: str,
+        configurations: list[Any],
+        result_format: Any,
+        parameters: dict[str, Any],
+        mode: str,
+        *,
+        suite: str = "",
     ) -> _Input:
         key = self._same(role)
         fallback = None
         if mode != "never":
-            pushed = self._pushdown(key, configurations, result_format, parameters, always=mode == "always")
+            pushed = self._pushdown(
+                key, configurations, result_format, parameters, always=mode == "always", suite=suite or role
+            )
             if isinstance(pushed, _Input):
                 return pushed
             fallback = pushed
@@ -629,7 +640,14 @@ class _TableReader:
         return replace(self._frames[key], fallback=fallback) if fallback else self._frames[key]
 
     def _pushdown(
-        self, key: str, configurations: list[Any], result_format: Any, parameters: dict[str, Any], *, always: bool
+        self,
+        key: str,
+        configurations: list[Any],
+        result_format: Any,
+        parameters: dict[str, Any],
+        *,
+        always: bool,
+        suite: str,
     ) -> _Input | str | None:
         """The input with pushed-down row metrics; else why not (None: not tried, a small table in auto mode)."""
         from flows.audit.pushdown import PushdownError, plan
@@ -654,10 +672,9 @@ class _TableReader:
         except (duckdb.Error, QueryError) as exc:  # unexpected: the plain path still gives the right verdict
             _log.warning("audit of %s: its SQL failed (%s); computing row metrics in pandas", self.table, exc)
             return f"the pushdown's SQL failed: {exc}"
-        if missing:
-            _log.info("audit of %s: row metrics in pandas, because of %s", self.table, "; ".join(missing[:3]))
-            more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
-            return f"the pushdown cannot compute {'; '.join(missing[:3])}{more}"
+        if missing:  # every rule, by suite: each is what to change for the fast path (wap suite check lists them too)
+            _log.info("audit of %s: row metrics in pandas, because of %s: %s", self.table, suite, ", ".join(missing))
+            return f"the pushdown cannot answer: {suite}: {', '.join(missing)}"
         return _Input(metrics.frame(), metrics.row_count, metrics)
 
     def _metrics_source(self, key: str) -> Any:

@@ -596,21 +596,41 @@ def _sql_value(value: Any) -> str | None:
     return None
 
 
-def plan(
+def _columns(configuration: Any) -> list[str]:
+    """The columns a rule is about (none for a table's rules, whose column lists are its contract)."""
+    kwargs = getattr(configuration, "kwargs", None) or {}
+    if str(configuration.type).startswith("expect_table_"):
+        return []
+    columns = [kwargs[k] for k in ("column", "column_A", "column_B") if isinstance(kwargs.get(k), str)]
+    if isinstance(kwargs.get("column_list"), list):
+        columns += [c for c in kwargs["column_list"] if isinstance(c, str)]
+    return list(dict.fromkeys(columns))
+
+
+def rule_label(configuration: Any) -> str:
+    """A rule as the reports name it: its type, and its column(s) in parentheses."""
+    columns = _columns(configuration)
+    return f"{configuration.type} ({', '.join(columns)})" if columns else str(configuration.type)
+
+
+def unanswered(
     metrics_source: SqlRowMetrics,
     configurations: Iterable[ExpectationConfiguration],
     result_format: Any,
     parameters: dict[str, Any] | None = None,
-) -> list[str]:
-    """What the suite needs that the pushdown cannot compute exactly ([] = the whole audit can run on it).
+) -> tuple[list[str], list[MetricConfiguration]]:
+    """Which rules the pushdown cannot answer exactly (each as ``rule_label`` names it), and the metrics it will
+    answer for the others. The one decision of "can the pushdown answer this rule", for the audit (``plan``) and
+    for ``wap suite check`` (``rules_sent_to_pandas``).
 
-    When that is nothing, it also computes every answer GX will ask for, before GX runs. The dependencies are GX's own
-    (``Expectation.get_validation_dependencies`` on an engine holding the zero-row frame), for the expectations as
-    GX will run them: with the suite ``parameters`` substituted, as its validator does.
+    The dependencies are GX's own (``Expectation.get_validation_dependencies`` on an engine holding the zero-row
+    frame), for the expectations as GX will run them: with the suite ``parameters`` substituted, as its validator
+    does.
     """
     engine = engine_class()()
     engine.load_batch_data("plan", metrics_source.frame())  # PandasExecutionEngine wraps a DataFrame itself
-    missing, needed = [], []
+    missing: list[str] = []
+    needed: list[MetricConfiguration] = []
     # A copy, as GX's validator takes one: GX fills in defaults in place, and the checkpoint must stay as saved.
     runtime = {"result_format": copy.deepcopy(getattr(result_format, "value", result_format))}
     for configuration in configurations:
@@ -622,23 +642,66 @@ def plan(
             dependencies = expectation.get_validation_dependencies(
                 execution_engine=engine, runtime_configuration=copy.deepcopy(runtime)
             )
-        except Exception as exc:  # e.g. a column the frame does not have: GX reports it, on the pandas path
-            missing.append(f"{configuration.type}: {exc}")
+        except Exception:  # e.g. a column the frame does not have: GX reports it, on the pandas path
+            missing.append(rule_label(configuration))
             continue
-        for metric in dependencies.get_metric_configurations():
-            if metric.metric_name in SCHEMA_METRICS:
-                continue
-            if metrics_source.can_answer(metric):
-                needed.append(metric)
-            else:
-                column = configuration.kwargs.get("column")
-                missing.append(f"{configuration.type}{f' on {column}' if column else ''}: {metric.metric_name}")
+        metrics = [m for m in dependencies.get_metric_configurations() if m.metric_name not in SCHEMA_METRICS]
+        if all(metrics_source.can_answer(m) for m in metrics):
+            needed += metrics
+        else:
+            missing.append(rule_label(configuration))
+    return list(dict.fromkeys(missing)), needed
+
+
+def plan(
+    metrics_source: SqlRowMetrics,
+    configurations: Iterable[ExpectationConfiguration],
+    result_format: Any,
+    parameters: dict[str, Any] | None = None,
+) -> list[str]:
+    """The rules the suite has that the pushdown cannot compute exactly ([] = the whole audit can run on it).
+
+    When that is nothing, it also computes every answer GX will ask for, before GX runs (``unanswered`` decides).
+    """
+    missing, needed = unanswered(metrics_source, configurations, result_format, parameters)
     if not missing:
         # Everything GX will ask for, computed now: counts in one pass, then samples of failing checks.
         metrics_source.prefetch(needed)
         for metric in needed:
             metrics_source.answer(metric)
     return missing
+
+
+class _SchemaOnly(SqlRowMetrics):
+    """A table known by its schema alone (no rows, no nulls): what ``wap suite check`` asks ``unanswered`` about."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        super().__init__(schema)
+        self._null_counts = dict.fromkeys(schema.names, 0)
+
+    def _relation(self) -> str:
+        return "t"  # never run: only the decision is wanted
+
+
+def rules_sent_to_pandas(
+    configurations: Iterable[ExpectationConfiguration], schema: pa.Schema | None, result_format: Any
+) -> list[str]:
+    """The rules of a suite that would send its audit to the pandas path, decided as the audit decides
+    (``unanswered``), for a table of ``schema``. Without a schema, a rule is named only if the pushdown could not
+    answer it whatever the type of its columns (int64, float64 or string). Rules taking suite parameters
+    (``$PARAMETER``) are decided at audit time, when their values are known, and are not named here.
+    """
+    rules = [c for c in configurations if "$PARAMETER" not in json.dumps(c.kwargs, default=str)]
+    if schema is not None:
+        return unanswered(_SchemaOnly(schema), rules, result_format)[0]
+    kinds = (pa.int64(), pa.float64(), pa.string())
+    named: list[str] = []
+    for rule in rules:
+        columns = _columns(rule)
+        schemas = [pa.schema([(c, kind) for c in columns]) for kind in kinds]
+        if all(unanswered(_SchemaOnly(s), [rule], result_format)[0] for s in schemas):
+            named.append(rule_label(rule))
+    return list(dict.fromkeys(named))
 
 
 @contextlib.contextmanager

@@ -72,7 +72,7 @@ _ROW_METRICS = {
 def _row_metrics(kind: str, fallback: str | None = None) -> str:
     """Where a validation's row metrics were computed, and why in pandas when the pushdown was tried."""
     said = _ROW_METRICS.get(kind, kind)
-    return f"{said} ({fallback})" if fallback and kind == "pandas" else said
+    return f"{said}, because {fallback}" if fallback and kind == "pandas" else said
 
 
 def _percent(value: float | None) -> str:

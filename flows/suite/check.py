@@ -49,6 +49,7 @@ class TableSchema:
 
     columns: tuple[str, ...]
     origin: str  # e.g. "table bauplan.titanic on main" or "source data/titanic.csv"
+    arrow: Any = None  # its pyarrow schema where known (a source's): which rules the audit's pushdown can answer
 
 
 @dataclass
@@ -71,7 +72,7 @@ def source_schema(uri: str) -> TableSchema:
     from flows.lakehouse.sources import open_source
 
     with open_source(uri) as source:
-        return TableSchema(tuple(source.schema.names), f"source {uri}")
+        return TableSchema(tuple(source.schema.names), f"source {uri}", source.schema)
 
 
 def lakehouse_schema(spec: Dataset, backend: str, lakehouse: str) -> TableSchema | str:
@@ -180,7 +181,11 @@ def check_suites(
         users = [d for d in schemas if d in project.datasets_using(name)]
         if not datasets and name in schemas:  # a drafted suite, checked against --source
             users = [name]
-        report.problems += check_suite_file(file, [t for d in users if isinstance(t := schemas[d], TableSchema)])
+        known_schemas = [t for d in users if isinstance(t := schemas[d], TableSchema)]
+        found = check_suite_file(file, known_schemas)
+        report.problems += found
+        if (users or project.datasets_using(name)) and not any(p.severity == "error" for p in found):
+            report.problems += _slow_path_rules(project, name, file, known_schemas)
         for d in users:
             known = schemas[d]
             if isinstance(known, TableSchema):
@@ -198,6 +203,43 @@ def check_suites(
         report.problems += _load_with_gx(project, checkpoints, report.problems)
     report.files = list(dict.fromkeys(report.files))
     return report
+
+
+def _slow_path_rules(project: GxProject, suite: str, file: GxFile, schemas: list[TableSchema]) -> list[Problem]:
+    """A warning naming the rules that send the suite's audit from the SQL pushdown to the slower pandas path
+    (the whole table read into pandas), decided as the audit decides (``pushdown.rules_sent_to_pandas``)."""
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    from flows.audit.pushdown import rules_sent_to_pandas
+
+    assert file.data is not None  # a suite that did not parse has an error
+    configurations = []
+    for raw in file.expectations:
+        try:
+            configurations.append(ExpectationConfiguration(type=raw["type"], kwargs=raw.get("kwargs") or {}))
+        except Exception:  # reported by check_suite_file
+            return []
+    result_format: Any = "SUMMARY"  # GX's default for a checkpoint
+    for checkpoint in project.checkpoints_using(suite):
+        stored = project.checkpoints.get(checkpoint)
+        if stored is not None and stored.data is not None and stored.data.get("result_format") is not None:
+            result_format = stored.data["result_format"]
+            break
+    arrow = next((s.arrow for s in schemas if s.arrow is not None), None)
+    try:
+        rules = rules_sent_to_pandas(configurations, arrow, result_format)
+    except Exception:  # the decision is advice; never let it mask the check's own findings
+        return []
+    if not rules:
+        return []
+    return [
+        Problem(
+            file.path,
+            f"these rules send the audit to the slower pandas path (the whole table read into pandas; the SQL"
+            f" pushdown cannot answer them): {suite}: {', '.join(rules)}",
+            severity="warning",
+        )
+    ]
 
 
 def _check_group(project: GxProject, group: Group) -> list[Problem]:
