@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .check import short
-from .listing import column_of, notes_text
+from .listing import _view, column_of, notes_text
 from .project import GxProject, SuiteError, display_path, load_project, read_json, resolve_suite, resolve_suites
 
 
@@ -139,9 +139,22 @@ def diff_expectations(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> l
         details = _expectation_changes(old[i], new[j])
         if details:
             changes.append((j, ExpectationChange("changed", *_match_key(new[j]), details)))
-    changes += [(j, ExpectationChange("added", *_match_key(new[j]))) for j in still_new]
+    changes += [(j, ExpectationChange("added", *_match_key(new[j]), _as_written(new[j]))) for j in still_new]
     ordered = [c for _, c in sorted(changes, key=lambda pair: pair[0])]
-    return ordered + [ExpectationChange("removed", *_match_key(old[i])) for i in sorted(free_old)]
+    removed = [ExpectationChange("removed", *_match_key(old[i]), _as_written(old[i])) for i in sorted(free_old)]
+    return ordered + removed
+
+
+def _as_written(e: dict[str, Any]) -> list[str]:
+    """An added or removed rule's arguments (its column is shown beside it), ``mostly`` and an explicit severity,
+    written as a changed argument's are (``key: value``)."""
+    view = _view(0, e)
+    details = [f"{key}: {short(value)}" for key, value in view.arguments.items()]
+    if view.mostly is not None:
+        details.append(f"mostly: {short(view.mostly)}")
+    if "severity" in e:
+        details.append(f"severity: {short(e['severity'])}")
+    return details
 
 
 def _expectation_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
