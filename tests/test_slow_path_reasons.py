@@ -19,6 +19,8 @@ EXTRA = [
     {"type": "expect_column_most_common_value_to_be_in_set", "kwargs": {"column": "Embarked", "value_set": ["S"]}},
     {"type": "expect_column_distinct_values_to_be_in_set", "kwargs": {"column": "Pclass", "value_set": [1, 2, 3]}},
 ]
+# A range on a text column: answerable on a number column, so named only where the column's type is known.
+TEXT_RANGE = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "Name", "min_value": 0}}
 NAMED = (
     "titanic: expect_column_most_common_value_to_be_in_set (Embarked),"
     " expect_column_distinct_values_to_be_in_set (Pclass)"
@@ -82,3 +84,29 @@ def test_suite_check_of_the_shipped_suites_names_no_rule(tmp_path: Path) -> None
                      "WAP_DATASETS": str(gx / "datasets.yml")})  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pandas path" not in result.stdout, result.stdout
+
+
+def test_suite_check_decides_on_the_column_types_of_the_table_on_main(slow, tmp_path: Path) -> None:
+    from flows.lakehouse import MAIN, connect
+
+    env, source, gx = slow
+    own = tmp_path / "gx"
+    shutil.copytree(gx, own)
+    path = own / "expectations" / "titanic.json"
+    suite = json.loads(path.read_text())
+    suite["expectations"].append(TEXT_RANGE)
+    path.write_text(json.dumps(suite, indent=2))
+    env = {"WAP_GX_DIR": str(own), "WAP_DATASETS": str(own / "datasets.yml")}
+    named = f"{NAMED}, expect_column_values_to_be_between (Name)"
+
+    unknown = run_cli("suite", "check", "titanic", "--lakehouse", str(tmp_path / "none"), env=env)
+    assert unknown.returncode == 0, unknown.stdout + unknown.stderr
+    assert NAMED in unknown.stdout and named not in unknown.stdout  # without types: only what no type allows
+
+    lake = tmp_path / "lake"
+    client = connect("local", lake)
+    client.create_table("titanic", str(source), branch=MAIN)
+    client.import_data("titanic", str(source), branch=MAIN)
+    known = run_cli("suite", "check", "titanic", "--lakehouse", str(lake), env=env)
+    assert known.returncode == 0, known.stdout + known.stderr
+    assert named in known.stdout, known.stdout

@@ -88,7 +88,11 @@ def lakehouse_schema(spec: Dataset, backend: str, lakehouse: str) -> TableSchema
         info = client.get_table(spec.table, MAIN, namespace=spec.namespace)
     except LakehouseError as exc:
         return f"cannot read table {spec.fqn} on {MAIN}: {' '.join(str(exc).split())[:200]}"
-    return TableSchema(tuple(f.name for f in info.fields), f"table {spec.fqn} on {MAIN}")
+    try:  # the Arrow types the audit sees (one row: a limit of 0 may read as no limit to some backend)
+        arrow = client.scan(spec.table, ref=MAIN, namespace=spec.namespace, limit=1).schema
+    except LakehouseError:
+        arrow = None  # only the pushdown advice is weaker (see _slow_path_rules)
+    return TableSchema(tuple(f.name for f in info.fields), f"table {spec.fqn} on {MAIN}", arrow)
 
 
 def check_suites(
