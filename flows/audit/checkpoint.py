@@ -731,10 +731,55 @@ def _statistics(gx_stats: dict[str, Any]) -> dict[str, Any]:
 
 _DESCRIPTIONS: dict[str, str | None] = {}  # rendered sentence by expectation configuration (JSON)
 _DESCRIPTIONS_MAX = 4096
+# The modules of GX's data docs renderers that log "An unexpected Exception occurred during data docs rendering"
+# with a whole traceback at ERROR when one renderer of a result fails (e.g. GX 1.24's
+# expect_column_distinct_values_to_be_in_set: its result has an unexpected_count but no unexpected_percent, which
+# the diagnostic renderer reads): GX then leaves that part of the page out and renders the rest.
+_GX_RENDER_LOGGERS = (
+    "great_expectations.render.renderer.content_block.validation_results_table_content_block",
+    "great_expectations.render.renderer.content_block.content_block",
+    "great_expectations.render.renderer.column_section_renderer",
+    "great_expectations.render.renderer.site_index_page_renderer",
+    "great_expectations.render.renderer.site_builder",
+)
+_GX_RENDER_ERROR = re.compile(r'(\w+): "(.*?)"\.\s+Traceback: ', re.S)
 
 
-def _describe_expectation(config: Any) -> str | None:
-    """GX's own prescriptive summary (the sentence data docs show), with its $params filled in.
+class _RenderErrorFilter(logging.Filter):
+    """GX's data docs render errors as one DEBUG line, without the traceback: GX's own bug in a cosmetic part of
+    the page is no error of the audit, and a traceback in `wap validate`'s or a run's log reads as a crash."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Traceback" not in message or "data docs rendering" not in message:
+            return True
+        found = _GX_RENDER_ERROR.search(message)
+        said = f"{found.group(1)}: {found.group(2)}" if found else message.split("Traceback", 1)[0].strip()
+        record.msg, record.args, record.exc_info, record.exc_text = (
+            f"GX data docs: a part of a result's page could not be rendered ({' '.join(said.split())[:200]});"
+            " GX left it out",
+            None,
+            None,
+            None,
+        )
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return True
+
+
+def _quiet_gx_render_errors() -> None:
+    """Install the filter on GX's renderer loggers (by name: GX itself is not imported; idempotent)."""
+    for name in _GX_RENDER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RenderErrorFilter) for f in logger.filters):
+            logger.addFilter(_RenderErrorFilter())
+
+
+_quiet_gx_render_errors()
+
+
+def _describe_expectation(config: Any) -> str:
+    """GX's own prescriptive summary (the sentence data docs show), with its $params filled in; where GX renders
+    none (or only its generic ``type(**kwargs)``), a plain one from the type and the arguments.
 
     Rendering costs ~10 ms per expectation (a third of a small audit), and a suite's configurations
     rarely change between runs, so sentences are cached by the configuration's full JSON.
@@ -742,12 +787,15 @@ def _describe_expectation(config: Any) -> str | None:
     try:
         key = json.dumps(config.to_json_dict(), sort_keys=True, default=repr)
     except Exception:  # an unserialisable configuration: render it every time
-        return _render_description(config)
+        return _render_description(config) or _plain_description(config)
     if key not in _DESCRIPTIONS:
         if len(_DESCRIPTIONS) >= _DESCRIPTIONS_MAX:
             _DESCRIPTIONS.clear()
         _DESCRIPTIONS[key] = _render_description(config)
-    return _DESCRIPTIONS[key]
+    return _DESCRIPTIONS[key] or _plain_description(config)
+
+
+_PASS_THROUGH = re.compile(r"""^PassThrough\((['"])(.*)\1\)$""", re.S)  # GX 1.24's str() of a pandas row_condition
 
 
 def _render_description(config: Any) -> str | None:
@@ -765,14 +813,38 @@ def _render_description(config: Any) -> str | None:
             return None
         value = summary.value
         params = value.params or {}
+        template = value.template or ""
     except Exception:  # rendering is cosmetic; never let it break an audit
+        return None
+    if template.startswith("$expectation_type"):  # GX's generic "type(**kwargs)": no sentence for this type
         return None
 
     def fill(match: re.Match[str]) -> str:
         param = params.get(match.group(1))
-        return str(param["value"]) if isinstance(param, dict) and "value" in param else match.group(0)
+        if not (isinstance(param, dict) and "value" in param):
+            return match.group(0)
+        text = str(param["value"])
+        if text.startswith("<pre>") and text.endswith("</pre>"):  # a JSON schema, laid out for HTML
+            text = " ".join(text[5:-6].split())
+        passed = _PASS_THROUGH.match(text)
+        return passed.group(2) if passed else text
 
-    return re.sub(r"\$(\w+)", fill, value.template or "") or None
+    return re.sub(r"\$(\w+)", fill, template) or None
+
+
+def _plain_description(config: Any) -> str:
+    """The sentence for an expectation GX renders none for: its type in words, column and arguments."""
+    kind = str(getattr(config, "type", None) or "expectation")
+    kwargs = dict(getattr(config, "kwargs", None) or {})
+    column = kwargs.pop("column", None)
+    for noise in ("batch_id", "result_format", "catch_exceptions"):
+        kwargs.pop(noise, None)
+    words = kind.replace("_", " ")
+    words = words[:1].upper() + words[1:]
+    where = f" on column {column}" if column else ""
+    args = ", ".join(f"{k}={json.dumps(_plain(v), default=str)}" for k, v in kwargs.items() if v is not None)
+    said = f"{words}{where}" + (f" ({args})" if args else "")
+    return said if len(said) <= 300 else said[:299] + "…"
 
 
 def _plain(value: Any) -> Any:
@@ -804,6 +876,12 @@ def _outcome(r: Any, *, suite: str | None = None, validates: str = BATCH) -> Exp
         # A SQL rule's offending rows are in GX's details (result format COMPLETE): quote them as its sample.
         rows = (result.get("details") or {}).get("unexpected_rows") or []
         result = {**result, "unexpected_count": result.get("observed_value"), "partial_unexpected_list": rows[:20]}
+    details = dict(result.get("details") or {})
+    if result.get("partial_missing_list") or result.get("missing_count"):
+        # GX 1.24's distinct-value set checks (..._to_contain_set, ..._to_equal_set): the set's values the column
+        # lacks, beside the unexpected ones (its observed_value is None).
+        details["missing_values"] = list(result.get("partial_missing_list") or [])
+        details["missing_count"] = result.get("missing_count")
     exception = r.exception_info or {}
     # exception_info is usually {"raised_exception", "exception_message", ...}; when several
     # metrics fail it is keyed by metric id instead.
@@ -820,7 +898,7 @@ def _outcome(r: Any, *, suite: str | None = None, validates: str = BATCH) -> Exp
         partial_unexpected_list=_plain(list(result.get("partial_unexpected_list") or [])),
         partial_unexpected_index_list=_plain(list(result.get("partial_unexpected_index_list") or [])),
         exception_message=exception.get("exception_message") if exception.get("raised_exception") else None,
-        details=_plain(result.get("details") or {}),
+        details=_plain(details),
         notes=_notes_text(config.meta),
         description=_describe_expectation(config),
         suite=suite,

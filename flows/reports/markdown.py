@@ -150,13 +150,18 @@ def _failure(e: ExpectationOutcome) -> str:
         pct = f" ({_percent(f.percent)} of non-null rows)" if f.percent is not None else ""
         shown = list(dict.fromkeys(_sample(v) for v in f.examples))
         noun = "unexpected row" if e.expectation_type == SQL_RULE else "unexpected value"
-        return f"Found **{_plural(f.count or 0, noun)}**{pct}" + (f", e.g. {', '.join(shown)}" if shown else "")
+        missing = (e.details or {}).get("missing_values") if isinstance(e.details, dict) else None
+        lacks = f"; missing from the column: {', '.join(_sample(v) for v in missing[:MAX_SAMPLES])}" if missing else ""
+        return f"Found **{_plural(f.count or 0, noun)}**{pct}" + (f", e.g. {', '.join(shown)}" if shown else "") + lacks
     if f.kind == "mismatch":
         return "; ".join(
             f"{kind.capitalize()} columns: "
             + (", ".join(_code(c) for c in cols) if isinstance(cols, list) else _code(cols))
             for kind, cols in f.mismatched.items()
         )
+    missing = (e.details or {}).get("missing_values") if isinstance(e.details, dict) else None
+    if missing:
+        return "Missing from the column: " + ", ".join(_sample(v) for v in missing[:MAX_SAMPLES])
     if f.observed is None:
         return "Failed"
     observed = _cell(f.observed, 200).replace("\\|", "|")  # a code span, not a table cell
@@ -164,16 +169,50 @@ def _failure(e: ExpectationOutcome) -> str:
 
 
 def _result(e: ExpectationOutcome) -> str:
-    """A few words for the overview table (V1 does not wrap cells)."""
+    """A few words for the overview table (V1 does not wrap cells): what the expectation observed.
+
+    A column map expectation counts its unexpected rows (with their share of the non-null rows); an aggregate one
+    (distinct values, most common value, mean, row count, ...) observed a value, or, in GX 1.24, counts distinct
+    values outside the set (``unexpected_count`` without a percent) and names them."""
     if e.exception_message:
         return "**error**"
-    if e.unexpected_count is not None:
+    if e.unexpected_count is not None and e.unexpected_percent is not None:
         pct = f" ({_percent(e.unexpected_percent)})" if e.unexpected_count else ""
         return f"{e.unexpected_count} unexpected{pct}"
+    missing = _missing(e)
+    if e.unexpected_count is not None:  # not a share of rows: rows of a SQL rule, distinct values outside a set
+        noun = "unexpected row" if e.expectation_type == SQL_RULE else "unexpected value"
+        values = "" if e.expectation_type == SQL_RULE or not e.partial_unexpected_list else f": {_values(e)}"
+        if missing and not e.unexpected_count:
+            return missing
+        return f"{_plural(e.unexpected_count, noun)}{values}" + (f"; {missing}" if missing else "")
+    if missing:
+        return missing
     observed = e.observed_value
-    if isinstance(observed, list | dict):
-        return f"{len(observed)} {'columns' if e.expectation_type.startswith('expect_table_columns') else 'items'}"
-    return "" if observed is None else f"observed {_cell(observed, 30)}"
+    if isinstance(observed, list) and e.expectation_type.startswith("expect_table_columns"):
+        return f"{len(observed)} columns"
+    if isinstance(observed, list):
+        return f"observed {_cell(', '.join(map(str, observed)), 30)}" if observed else "observed none"
+    if observed is not None:
+        return f"observed {_cell(observed, 30)}"
+    return "" if e.success else "failed"
+
+
+def _missing(e: ExpectationOutcome) -> str:
+    """ "missing: X": the values of a distinct-value set check's set that the column lacks ("" if none)."""
+    values = (e.details or {}).get("missing_values") if isinstance(e.details, dict) else None
+    if not values:
+        return ""
+    return "missing: " + _cell(", ".join(str(v) for v in values[:MAX_SAMPLES]), 40)
+
+
+def _values(e: ExpectationOutcome) -> str:
+    """A result's sample values, as in a cell: `Q`, `X` (distinct, at most MAX_SAMPLES)."""
+    distinct: dict[str, Any] = {}
+    for value in e.partial_unexpected_list or []:
+        distinct.setdefault(repr(value), value)
+    shown = ", ".join(str(v) for v in list(distinct.values())[:MAX_SAMPLES])
+    return _cell(shown, 40)
 
 
 def _prose(value: str, limit: int) -> str:

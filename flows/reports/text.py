@@ -93,12 +93,21 @@ def describe_finding(f: Finding) -> str:
     if f.kind == "unexpected" and f.outcome.expectation_type == SQL_RULE:
         sample = f"; e.g. {', '.join(map(_row, f.examples))}" if f.examples else ""
         return f"{head}: {f.count} unexpected row(s){sample}"
+    details = f.outcome.details if isinstance(f.outcome.details, dict) else {}
+    missing = details.get("missing_values") or []  # a distinct-value set check: the set's values the column lacks
+    lacks = f"missing value(s) {', '.join(map(repr, missing[:MAX_EXAMPLES]))}" if missing else ""
     if f.kind == "unexpected":
         pct = f" ({f.percent:.2f}% of non-null rows)" if f.percent is not None else ""
         sample = f"; e.g. {', '.join(map(repr, f.examples))}" if f.examples else ""
-        return f"{head}: {f.count} unexpected value(s){pct}{sample}"
+        if lacks and not f.count:
+            return f"{head}: {lacks}"
+        return f"{head}: {f.count} unexpected value(s){pct}{sample}" + (f"; {lacks}" if lacks else "")
     if f.kind == "mismatch":
         return f"{head}: {'; '.join(f'{kind} columns {cols}' for kind, cols in f.mismatched.items())}"
+    if lacks:
+        return f"{head}: {lacks}"
+    if f.observed is None:  # GX observed nothing it reports (e.g. expect_column_to_exist)
+        return f"{head}: failed"
     return f"{head}: observed {f.observed!r}"
 
 
