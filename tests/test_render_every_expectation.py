@@ -238,13 +238,10 @@ CANNOT_RUN: dict[str, tuple[dict[str, Any], str]] = {
         "SQL: the gate runs it only as a group's cross-table rule",
     ),
 }
-# GX 1.24 bugs that break the audit itself, not only its rendering: kept out of the catalogue run, each pinned by
-# an xfail test below that starts passing once fixed.
-BROKEN: dict[str, str] = {
-    # Its _validate returns success as np.bool_, which GX's validation results store cannot serialise to JSON:
-    # the whole checkpoint run raises TypeError (fix: bool() it, e.g. a patch like flows/audit/pushdown.install).
-    "expect_column_quantile_values_to_be_between": "TypeError: Object of type bool is not JSON serializable",
-}
+# GX 1.24 bugs that break the audit itself, not only its rendering, kept out of the catalogue run. None now:
+# expect_column_quantile_values_to_be_between's np.bool_ success is made a bool by flows/audit/gx_fixes.py
+# (test_quantile_values_audit_instead_of_breaking_the_checkpoint).
+BROKEN: dict[str, str] = {}
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|Traceback: ")
 # "1 unexpected ()": a count of values without a share of rows, formatted as if it had one.
 EMPTY_SHARE = re.compile(r"^\d+ unexpected \(\)$")
@@ -398,10 +395,10 @@ def test_validate_prints_no_traceback(tmp_path: Path, caplog: pytest.LogCaptureF
     _no_traceback(caplog, done.stdout, done.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="GX 1.24: expect_column_quantile_values_to_be_between returns np.bool_")
-@pytest.mark.parametrize("kind", sorted(BROKEN))
-def test_broken_types_still_break(tmp_path: Path, kind: str) -> None:
-    """Passes (and so fails, strict) once GX or the gate fixes the type: then move it into the catalogue run."""
-    gx_dir = catalogue_project(tmp_path / "gx", [kind])
+def test_quantile_values_audit_instead_of_breaking_the_checkpoint(tmp_path: Path) -> None:
+    """GX 1.24 answers this rule's success as np.bool_, which its results store cannot write: the checkpoint raised
+    TypeError (flows/audit/gx_fixes.py makes it a bool). One passing and one failing rule, each with its verdict."""
+    gx_dir = catalogue_project(tmp_path / "gx", ["expect_column_quantile_values_to_be_between"])
     result = run_checkpoint(table_to_dataframe(generate_titanic(ROWS, seed=0)), "titanic", gx_dir=gx_dir)
     assert [e.success for e in result.expectations] == [True, False]
+    assert all(type(e.success) is bool for e in result.expectations)

@@ -590,6 +590,18 @@ CONTRACTS = [
             "great_expectations.checkpoint.checkpoint.Checkpoint._run_actions", ["self", "checkpoint_result"]
         ),
     ),
+    Contract(
+        "great_expectations.expectations.core.expect_column_quantile_values_to_be_between."
+        "ExpectColumnQuantileValuesToBeBetween._validate",
+        GX,
+        "parameters ['self', 'metrics', 'runtime_configuration', 'execution_engine'], answering a dict with 'success'",
+        "flows/audit/gx_fixes.py (its np.bool_ success made a plain bool)",
+        expect_params(
+            "great_expectations.expectations.core.expect_column_quantile_values_to_be_between."
+            "ExpectColumnQuantileValuesToBeBetween._validate",
+            ["self", "metrics", "runtime_configuration", "execution_engine"],
+        ),
+    ),
     # pyiceberg: the embedded catalog (flows/lakehouse/catalog.py) and the projection fix.
     Contract(
         "pyiceberg.catalog.Catalog._convert_schema_if_needed",

@@ -225,9 +225,11 @@ def get_context(gx_dir: Path | str | None = None) -> FileDataContext:
                 raise AuditConfigError(f"no Great Expectations project at {root} (missing great_expectations.yml)")
             import great_expectations as gx
 
+            from flows.audit.gx_fixes import install_gx_fixes
             from flows.audit.pushdown import install
 
             install()  # before any data source builds its execution engine
+            install_gx_fixes()
             context = gx.get_context(mode="file", context_root_dir=root)
             _CONTEXTS[root] = context
         return context
