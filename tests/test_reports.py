@@ -205,12 +205,15 @@ def test_expectation_rows_put_failures_first_and_keep_cells_short() -> None:
     sex, agee, embarked, passenger = rows
     assert sex["arguments"] == '{"value_set": ["male", "female"], "mostly": 0.99}'
     assert sex["mostly"] == 0.99 and passenger["mostly"] == ""
-    assert sex["unexpected_count"] == 3 and sex["unexpected_percent"] == "0.34%"
-    assert sex["sample_unexpected_values"] == '["M", "F", "M", "x\\|y"]'  # a pipe would split the table cell
-    assert agee["observed_value"] == 'Error: The column "Agee" in BatchData does not exist.'
-    assert agee["unexpected_count"] == "" and agee["unexpected_percent"] == ""
-    assert embarked["description"] == "expect_column_values_to_be_in_set"  # no GX sentence: the type
-    assert embarked["sample_unexpected_values"] == str([f"x{i}" for i in range(MAX_SAMPLES)]).replace("'", '"')
+    assert sex["unexpected"] == 3 and sex["percent"] == "0.34%"
+    assert sex["sample"] == '["M", "F", "M", "x\\|y"]'  # a pipe would split the table cell
+    assert agee["observed"] == 'Error: The column "Agee" in BatchData d…'  # cut: the markdown has it whole
+    assert agee["unexpected"] == "" and agee["percent"] == ""
+    assert embarked["rule"] == "expect_column_values_to_be_in_set"  # no GX sentence: the type
+    assert embarked["sample"] == '["x0", "x1", "x2", "x3", "x4"]'
+    # What a reader scans for first, in the artifact's column order.
+    assert passenger["sample"] == ""  # no unexpected values: an empty cell, not []
+    assert list(sex)[:6] == ["status", "column", "rule", "unexpected", "percent", "sample"]
 
     wide = ExpectationOutcome("expect_column_values_to_be_in_set", "Cabin", {"value_set": [long_value]}, True)
     (row,) = expectation_rows(audit(wide))

@@ -284,3 +284,38 @@ def test_history_and_quality_chart_in_ui(
         ready=lambda d: commit in d,
     )
     assert "blocked" in page.dom and rows[0]["branch"] in page.dom
+
+
+@pytest.mark.parametrize("ui", sorted(UI_ROUTES))
+def test_the_expectations_table_shows_what_failed_without_scrolling(
+    ui: str, gate_runs: GateRuns, prefect_server: PrefectServer, chromium: str, tmp_path: Path
+) -> None:
+    """At a 1400 px window the UI shows 700-850 px of a table artifact before it scrolls: the columns a reader scans
+    for (status, column, rule, unexpected count and share) are inside it, measured in Chromium."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the dev group's playwright drives Chromium")
+    run = gate_runs.blocked
+    assert run.table is not None, run.describe()
+    url = prefect_server.url + UI_ROUTES[ui].format(id=run.table["id"])
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(url)
+            page.locator("th").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(tmp_path / f"expectations-{ui}.png"))
+            heads = page.evaluate(
+                "[...document.querySelectorAll('th')].map(h => [h.innerText.trim(), h.getBoundingClientRect().right])"
+            )
+            # The element that scrolls the table sideways, and so how much of it shows.
+            visible_right = page.evaluate(
+                """(() => { let e = document.querySelector('table');
+                    while (e && e.scrollWidth <= e.clientWidth + 1) e = e.parentElement;
+                    return (e || document.querySelector('table')).getBoundingClientRect().right; })()"""
+            )
+        finally:
+            browser.close()
+    print(f"expectations table in the {ui} UI: {url}; visible to x={visible_right:.0f}; headers {heads}")
+    names = [name for name, _ in heads]
+    assert names[:5] == ["status", "column", "rule", "unexpected", "percent"], names
+    assert all(right <= visible_right + 1 for _, right in heads[:5]), (visible_right, heads[:6])

@@ -302,11 +302,11 @@ def validate(
         for row in expectation_rows(result):
             table.add_row(
                 row["status"],
-                row["description"],
+                row["rule"],
                 row["column"],
-                row["observed_value"],
-                str(row["unexpected_count"]),
-                row["sample_unexpected_values"],
+                row["observed"],
+                str(row["unexpected"]),
+                row["sample"],
             )
         print_table(table)
         if result.data_docs_url:

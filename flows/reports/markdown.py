@@ -96,25 +96,31 @@ def _order(e: ExpectationOutcome) -> int:
     return 0 if e.blocks else 1 if e.failed and e.severity == "warning" else 2 if e.failed else 3
 
 
+# The table artifact's cells do not wrap, and the UI shows 700-850 px of a table at a 1400 px window before it
+# scrolls: what a reader scans for (what failed, where, how many, which values) comes first, in short columns.
+TABLE_CELL = {"rule": 48, "sample": 40, "observed": 40, "notes": 60}
+
+
 def expectation_rows(result: AuditResult) -> list[dict[str, Any]]:
-    """One row per expectation, failed first: the table artifact and the markdown share it."""
+    """One row per expectation, failed first, for the `<dataset>-expectations` table artifact and `wap validate`'s
+    table (the markdown report has every detail in full)."""
     rows = []
     for e in sorted(result.expectations, key=_order):
         rows.append(
             {
                 "status": status(e),
+                "column": e.column or "",
+                "rule": _cell(describe_expectation(e), TABLE_CELL["rule"]),
+                "unexpected": "" if e.unexpected_count is None else e.unexpected_count,
+                "percent": _percent(e.unexpected_percent),
+                "sample": _cell((e.partial_unexpected_list or [])[:MAX_SAMPLES] or "", TABLE_CELL["sample"]),
+                "observed": _cell(e.exception_message or e.observed_value, TABLE_CELL["observed"]),
                 "severity": e.severity,
                 "suite": e.suite or result.suite_name,
+                "notes": _cell(e.notes or "", TABLE_CELL["notes"]),
                 "expectation": e.expectation_type,
-                "description": describe_expectation(e),
-                "column": e.column or "",
                 "arguments": _cell(e.kwargs),
                 "mostly": e.kwargs.get("mostly", ""),
-                "observed_value": _cell(e.exception_message or e.observed_value),
-                "unexpected_count": "" if e.unexpected_count is None else e.unexpected_count,
-                "unexpected_percent": _percent(e.unexpected_percent),
-                "sample_unexpected_values": _cell((e.partial_unexpected_list or [])[:MAX_SAMPLES]),
-                "notes": _cell(e.notes or ""),
             }
         )
     return rows
