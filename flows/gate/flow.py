@@ -68,6 +68,7 @@ from flows.lakehouse import (
     default_lakehouse,
 )
 from flows.lakehouse.leases import hold_branch_lease
+from flows.lakehouse.progress import reporting_import_progress
 from flows.lakehouse.sources import inspect_source
 from flows.reports import (
     artifact_key,
@@ -77,6 +78,7 @@ from flows.reports import (
     publish_validation_report,
 )
 from flows.reports.prefect import emit_published_event
+from flows.reports.progress import import_listener, report_step, start_run_progress
 from flows.reports.text import query_hint
 
 
@@ -128,7 +130,8 @@ def write_to_branch(
     try:
         with branch_must_exist(branch, "while the gate was writing to it"):
             prepare_table(client, dataset, source, branch)
-            imported = client.import_data(dataset.table, source, branch=branch, namespace=dataset.namespace)
+            with reporting_import_progress(import_listener(f"write {dataset.name}", f"write {dataset.fqn}")):
+                imported = client.import_data(dataset.table, source, branch=branch, namespace=dataset.namespace)
             commit = client.get_branch(branch).hash
             table = client.get_table(dataset.table, f"{branch}@{commit}", namespace=dataset.namespace)
             rows = table.records
@@ -149,6 +152,7 @@ def write_to_branch(
     appended = dataset.mode == "append"
     verb = "appended" if appended else "wrote"
     print(f"{verb} {added} rows from {source} to {dataset.fqn} on branch {branch} at commit {commit}")
+    report_step(f"write {dataset.name}", 1, f"{verb} {added} rows to {dataset.fqn}")
     return WrittenBranch(rows or 0, commit, added, table.snapshot_id, base, snapshot_ids=made, batch_ref=batch_ref)
 
 
@@ -181,6 +185,7 @@ def audit_branch_table(
     staged on Bauplan reads its batch on the staging branch, deleted here unless ``delete_staging`` is off (a
     group's members share it: the group deletes it after the last member's audit)."""
     client = lakehouse.connect()
+    report_step(f"audit {dataset.name}", 0, f"auditing {dataset.fqn}: {written.rows} rows at {written.commit[:12]}")
     with branch_must_exist(branch, f"before its commit {written.commit[:12]} was audited"):
         try:
             result = audit_table(
@@ -202,6 +207,7 @@ def audit_branch_table(
     stats = result.statistics
     verdict = "FAILED" if not result.success else "passed with warnings" if result.failed else "passed"
     print(f"audit {verdict}: {stats['successful']}/{stats['evaluated']} expectations")
+    report_step(f"audit {dataset.name}", 1, f"audit of {dataset.fqn} {verdict}")
     if result.failed:  # the one detailed description of what failed; the state and the CLI say it in a line
         print(describe_failures(result))
     return result
@@ -243,6 +249,7 @@ def publish_to_main(
             return None
     delete_quietly(client, branch)
     print(f"published {dataset.fqn} to {MAIN} at commit {commit}")
+    report_step("publish", 1, f"published {dataset.fqn} at commit {commit}")
     emit_published_event(
         dataset.name,
         commit=commit,
@@ -324,6 +331,7 @@ def wap(
     # run_gate reads these if Prefect itself fails after the body returned (e.g. its server died).
     THIS_RUN.outcome = outcome
     THIS_RUN.flow_run_id = str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else None
+    start_run_progress(spec.name, [f"write {spec.name}", f"audit {spec.name}", "publish"])
     try:
         with hold_branch_lease(target.connect(), outcome.branch), transaction():
             keep = outcome.kept_failed_branch
@@ -334,6 +342,7 @@ def wap(
             if success == "inspect":  # passed: kept at the audited commit for `wap publish`, nothing merged
                 pending = pending_publish(target, spec, outcome.branch, outcome.source, written, outcome.audit)
                 outcome.pending_key = keep_for_inspection(target, pending)
+                report_step("publish", 1, f"passed; kept branch {outcome.branch} for inspection")
             else:
                 pause_point("publish")
                 published = publish_to_main(target, spec, outcome.branch, outcome.source, written, outcome.audit)

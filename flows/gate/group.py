@@ -69,6 +69,7 @@ from flows.reports import (
     publish_validation_report,
 )
 from flows.reports.prefect import emit_published_event
+from flows.reports.progress import report_step, start_run_progress
 from flows.reports.text import query_hint
 
 
@@ -96,6 +97,7 @@ def audit_group_tables(
     stats = result.statistics
     verdict = "FAILED" if not result.success else "passed with warnings" if result.failed else "passed"
     print(f"cross-table rules {verdict}: {stats['successful']}/{stats['evaluated']} expectations")
+    report_step("audit across tables", 1, f"cross-table rules of {group.name} {verdict}")
     return result
 
 
@@ -121,6 +123,7 @@ def publish_group_to_main(
         )
     delete_quietly(client, branch)
     print(f"published group {group.name} ({len(members)} tables) to {MAIN} at commit {published}")
+    report_step("publish", 1, f"published group {group.name} at commit {published}")
     emit_published_event(
         group.name,
         commit=published,
@@ -244,6 +247,8 @@ def wap_group(
     flow_run = FlowRunContext.get()
     THIS_RUN.outcome = outcome
     THIS_RUN.flow_run_id = str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else None
+    stages = [f"write {m.name}" for m in members] + [f"audit {m.name}" for m in members]
+    start_run_progress(spec.name, [*stages, "audit across tables", "publish"])
     try:
         with hold_branch_lease(target.connect(), branch), transaction():
             written: dict[str, WrittenBranch] = {}
@@ -297,6 +302,7 @@ def wap_group(
                     lakehouse=lakehouse_location(target),
                 )
                 outcome.pending_key = keep_for_inspection(target, pending)
+                report_step("publish", 1, f"passed; kept branch {branch} for inspection")
                 for member_outcome in outcome.members.values():
                     member_outcome.pending_key = outcome.pending_key
             else:

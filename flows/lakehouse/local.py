@@ -57,6 +57,7 @@ from .errors import (
 )
 from .models import Branch, Commit, ImportState, InfoState, TableField, TableInfo, Tag, UserInfo
 from .names import MAIN, local_username, resolve_table_name, split_ref, validate_branch, validate_tag
+from .progress import import_progress
 from .refs import JOURNAL_DIR, WRITERS_LOCK, RefStore
 from .sources import Source, open_source
 from .storage import RECOVER_HINT, storage_error
@@ -252,11 +253,13 @@ class LocalClient:
             catalog.message = f"import data into {ns}.{name} from {search_uri}"
             rows = 0
             try:
+                total = source.known_rows()
                 with tbl.transaction() as tx:
                     # One commit for the whole import: a failure part-way leaves the branch untouched.
                     for chunk in _chunks(source, fit):
                         tx.append(chunk)
                         rows += chunk.num_rows
+                        import_progress(rows, total)
                     catalog.commit_properties = {
                         "wap.operation": "import_data",
                         "wap.source": search_uri,

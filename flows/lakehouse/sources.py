@@ -64,6 +64,19 @@ class Source:
                 where = "" if len(self.files) == 1 else f" (file {path})"
                 raise SourceError(f"cannot read source {self.uri}{where}: {_one_line(exc)}") from exc
 
+    def known_rows(self) -> int | None:
+        """The source's row count where its files say it without a scan (Parquet footers); None for CSV."""
+        if self.format != "parquet":
+            return None
+        total = 0
+        try:
+            for path in self.files:
+                with self.filesystem.open_input_file(path) as f:
+                    total += pq.ParquetFile(f).metadata.num_rows
+        except (pa.ArrowException, OSError):
+            return None  # the import itself says what is wrong with the file
+        return total
+
     def _read(self, path: str) -> Iterator[pa.RecordBatch]:
         if self.format == "parquet":
             with self.filesystem.open_input_file(path) as f:
