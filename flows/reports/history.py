@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -52,15 +53,21 @@ def history_row(
     }
 
 
-def this_run_link() -> str:
-    """The running flow's page in the Prefect UI (its id where the UI's address is unknown); empty outside a flow."""
+def current_flow_run_id() -> str | None:
+    """The running flow's id (from its tasks too); None outside a flow."""
     from prefect.context import FlowRunContext
-    from prefect.utilities.urls import url_for
 
     context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
+    return str(context.flow_run.id) if context is not None and context.flow_run is not None else None
+
+
+def this_run_link() -> str:
+    """The running flow's page in the Prefect UI (its id where the UI's address is unknown); empty outside a flow."""
+    from prefect.utilities.urls import url_for
+
+    run_id = current_flow_run_id()
+    if run_id is None:
         return ""
-    run_id = str(context.flow_run.id)
     return url_for("flow-run", obj_id=run_id) or run_id
 
 
@@ -96,9 +103,7 @@ def record_history(key: str, quality_key: str, name: str, row: dict[str, str]) -
 
 def quality_markdown(name: str, table: list[dict[str, str]]) -> str:
     """The chart (oldest run on the left) and a line per verdict count."""
-    verdicts: dict[str, int] = {}
-    for row in table:
-        verdicts[row["verdict"].split(",")[0]] = verdicts.get(row["verdict"].split(",")[0], 0) + 1
+    verdicts = Counter(row["verdict"].split(",")[0] for row in table)
     counts = ", ".join(f"{count} {verdict}" for verdict, count in verdicts.items())
     image = base64.b64encode(quality_svg(list(reversed(table))).encode()).decode()
     return (

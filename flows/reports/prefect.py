@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 
 from flows.lakehouse.errors import SchemaMismatchError
-from flows.reports.history import failed_rule_names, history_row, record_history, this_run_link
+from flows.reports.history import current_flow_run_id, failed_rule_names, history_row, record_history, this_run_link
 from flows.reports.markdown import GateRun, expectation_rows, render_markdown
 
 if TYPE_CHECKING:
@@ -83,15 +84,17 @@ def publish_validation_report(outcome: GateRun, error: BaseException | None = No
     )
 
 
+def _judged(error: BaseException | None) -> bool:
+    """Whether the run ended in the gate's own verdict: no error, or a block (an audit's result, the schema
+    check), as against an outage or bad input."""
+    return error is None or getattr(error, "result", None) is not None or isinstance(error, SchemaMismatchError)
+
+
 def short_verdict(outcome: Any, error: BaseException | None) -> str:
     """The verdict in a word or three, for the run's name."""
-    if outcome.published:
-        return "published with warnings" if getattr(outcome, "warned", False) else "published"
-    if getattr(outcome, "pending_key", None):
+    if getattr(outcome, "pending_key", None) and not outcome.published:
         return "kept for inspection"
-    if error is None or getattr(error, "result", None) is not None or isinstance(error, SchemaMismatchError):
-        return "blocked"
-    return "not published"
+    return said_in_brief(outcome) if outcome.published or _judged(error) else "not published"
 
 
 _BRANCH_STAMP = re.compile(r"_(\d{8}t\d{6}z_[0-9a-f]{8})$")  # the gate's branch names end <created>_<id>
@@ -102,25 +105,22 @@ def name_this_run(prefix: str, branch: str, verdict: str) -> None:
     20261202t150725z_ab12cd34: blocked`): every run of a dataset starts as `wap-<dataset>`, and the UI's lists
     could not tell them apart. Best effort: the run's record is Prefect's, the verdict is the gate's."""
     from prefect.client.orchestration import get_client
-    from prefect.context import FlowRunContext
 
-    context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
+    run_id = current_flow_run_id()
+    if run_id is None:
         return
     stamp = _BRANCH_STAMP.search(branch)
     tag = stamp.group(1) if stamp else branch.rsplit(".", 1)[-1][:40]
     with get_client(sync_client=True) as client:
-        client.update_flow_run(context.flow_run.id, name=f"{prefix}-{tag}: {verdict}")
+        client.update_flow_run(UUID(run_id), name=f"{prefix}-{tag}: {verdict}")
 
 
 def history_verdict(outcome: Any, error: BaseException | None) -> str:
     """The verdict of the history table: as the report's description, or what stopped a run the audit did not
     block (an outage, bad input), by its error's name."""
-    if error is None or outcome.published or getattr(error, "result", None) is not None:
-        return said_in_brief(outcome)
-    if isinstance(error, SchemaMismatchError):
+    if isinstance(error, SchemaMismatchError) and not outcome.published:
         return "blocked by the schema check"
-    return f"not published ({type(error).__name__})"
+    return said_in_brief(outcome) if outcome.published or _judged(error) else f"not published ({type(error).__name__})"
 
 
 def record_run_history(

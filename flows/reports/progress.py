@@ -14,6 +14,7 @@ from typing import Any
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from flows.reports.history import current_flow_run_id
 from flows.reports.prefect import artifact_key
 
 THROTTLE_SECONDS = 1.0
@@ -46,7 +47,7 @@ class RunProgress:
 
 def start_run_progress(name: str, stages: list[str]) -> RunProgress | None:
     """The running flow's progress, made once per flow run; None outside a flow."""
-    run_id = _flow_run_id()
+    run_id = current_flow_run_id()
     if run_id is None:
         return None
     progress = RunProgress(name, stages)
@@ -59,7 +60,7 @@ def start_run_progress(name: str, stages: list[str]) -> RunProgress | None:
 
 def run_progress() -> RunProgress | None:
     """This flow run's progress (from a task of the flow too), or None."""
-    run_id = _flow_run_id()
+    run_id = current_flow_run_id()
     with _LOCK:
         return _RUNS.get(run_id) if run_id else None
 
@@ -84,10 +85,3 @@ def import_listener(stage: str, what: str) -> Any:
             progress.update(stage, 0.5, f"{what}: {rows:,} rows written")
 
     return listen
-
-
-def _flow_run_id() -> str | None:
-    from prefect.context import FlowRunContext
-
-    context = FlowRunContext.get()
-    return str(context.flow_run.id) if context is not None and context.flow_run is not None else None
