@@ -67,6 +67,18 @@ def validate_on_failure(value: object, where: str = "") -> str:
     return str(value)
 
 
+def validate_key(value: object, where: str = "") -> tuple[str, ...]:
+    """A dataset's ``key``: one column name or a list of distinct ones (none: rows are named by position)."""
+    if value is None:
+        return ()
+    columns = [value] if isinstance(value, str) else value
+    if not isinstance(columns, list) or not all(isinstance(c, str) and c.strip() for c in columns):
+        raise DatasetError(f"{where}key must be a column name or a list of column names, got {value!r:.80}")
+    if len(set(columns)) != len(columns):
+        raise DatasetError(f"{where}key names a column twice: {', '.join(columns)}")
+    return tuple(columns)
+
+
 def resolve_wap_options(
     declared: Dataset | Group, on_success: str | None, on_failure: str | None, keep_failed_branch: bool = False
 ) -> tuple[str, str]:
@@ -104,6 +116,8 @@ class Dataset:
     schema: str = DEFAULT_SCHEMA_POLICY
     on_success: str = DEFAULT_ON_SUCCESS
     on_failure: str = DEFAULT_ON_FAILURE
+    # The columns that identify a row (e.g. PassengerId): reports name failing rows by them, not by position.
+    key: tuple[str, ...] = ()
 
     @property
     def fqn(self) -> str:
@@ -117,6 +131,10 @@ class Dataset:
         for key, default in (("on_success", DEFAULT_ON_SUCCESS), ("on_failure", DEFAULT_ON_FAILURE)):
             if data[key] == default:
                 data.pop(key)
+        if data["key"]:
+            data["key"] = list(data["key"])
+        else:
+            data.pop("key")
         return data
 
 
@@ -169,6 +187,7 @@ def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
             "schedule",
             "mode",
             "schema",
+            "key",
             *WAP_OPTIONS,
         }
         if unknown:
@@ -186,6 +205,7 @@ def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
             schema=validate_schema_policy(entry.get("schema", DEFAULT_SCHEMA_POLICY), where),
             on_success=validate_on_success(entry.get("on_success", DEFAULT_ON_SUCCESS), where),
             on_failure=validate_on_failure(entry.get("on_failure", DEFAULT_ON_FAILURE), where),
+            key=validate_key(entry.get("key"), where),
         )
         datasets[name] = dataset
     return datasets

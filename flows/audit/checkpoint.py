@@ -32,6 +32,8 @@ from flows.datasets import gx_dir as configured_gx_dir
 from flows.lakehouse.protocol import ReadsTableFiles
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
     import pyarrow as pa
     from great_expectations.checkpoint import Checkpoint
@@ -84,6 +86,15 @@ class ExpectationOutcome:
     suite: str | None = None  # the suite it belongs to
     validates: str = BATCH  # what that suite validated: BATCH (the rows added) or TABLE (the table as published)
     severity: str = CRITICAL  # GX's severity of the rule: critical blocks, warning and info only report
+    key_columns: tuple[str, ...] = ()  # the dataset's key: partial_unexpected_index_list holds them (with_row_keys)
+
+    @property
+    def failing_row_keys(self) -> list[dict[str, Any]]:
+        """The sampled failing rows by their key (``[{"PassengerId": 5}, ...]``); [] without a key."""
+        if not self.key_columns:
+            return []
+        rows = [r for r in self.partial_unexpected_index_list if isinstance(r, dict)]
+        return [{k: row.get(k) for k in self.key_columns} for row in rows]
 
     @property
     def failed(self) -> bool:
@@ -244,10 +255,12 @@ def run_checkpoint(
     baseline: Baseline | None = None,
     gx_dir: Path | str | None = None,
     run_name: str | None = None,
+    key_columns: Sequence[str] = (),
 ) -> AuditResult:
     """Run the stored checkpoint ``checkpoint``: its batch suite on ``df``, its table suite (if it has one) on
     ``table`` (default: ``df``, as in replace mode), both with the suite ``parameters`` (or ``baseline``'s;
     default: the facts of ``table`` itself, as on a first run with nothing published); return a flattened verdict.
+    ``key_columns`` (a dataset's ``key``) name the failing rows in the results (see ``with_row_keys``).
 
     Thread-safe. Raises ``AuditConfigError`` if the project or checkpoint does not exist. The
     checkpoint's actions (data docs) run too; validation results land in ``gx/uncommitted/``.
@@ -272,7 +285,31 @@ def run_checkpoint(
             used = _used_parameters(stored)
             baseline = replace(measure_frame(whole, measured="the audited data", wanted=set(used)), used=used)
             parameters = baseline.parameters
-        return _run_stored(context, stored, inputs, parameters, baseline, run_name)
+        return _run_stored(context, stored, inputs, parameters, baseline, run_name, key_columns)
+
+
+def with_row_keys(result_format: Any, key_columns: Sequence[str]) -> Any:
+    """The checkpoint's result format, asking GX to name each failing row by ``key_columns`` (GX's
+    ``unexpected_index_column_names``: its row samples become ``{key: value, column: value}`` instead of
+    positions); unchanged without key columns."""
+    if not key_columns:
+        return result_format
+    value = getattr(result_format, "value", result_format)
+    named = dict(value) if isinstance(value, dict) else {"result_format": value}
+    named["unexpected_index_column_names"] = list(key_columns)
+    return named
+
+
+def _check_row_keys(key_columns: Sequence[str], inputs: dict[str, _Input]) -> None:
+    """Every key column is a column of the data (GX would fail every row rule on it, one by one)."""
+    for data in inputs.values():
+        columns = [str(c) for c in data.frame.columns]
+        missing = [c for c in key_columns if c not in columns]
+        if missing:
+            raise AuditConfigError(
+                f"key column {missing[0]!r} (gx/datasets.yml key:) is not a column of the audited data"
+                f" (columns: {', '.join(columns[:20])}{', ...' if len(columns) > 20 else ''})"
+            )
 
 
 @dataclass
@@ -361,6 +398,7 @@ def _run_stored(
     parameters: dict[str, Any],
     baseline: Baseline | None,
     run_name: str | None,
+    key_columns: Sequence[str] = (),
 ) -> AuditResult:
     """Run a loaded checkpoint, each validation definition on its own input (the caller holds ``_GX_LOCK``).
 
@@ -384,6 +422,8 @@ def _run_stored(
     freshness = stored.is_fresh()
     if not freshness.success:
         freshness.raise_for_error()
+    _check_row_keys(key_columns, inputs)
+    result_format = with_row_keys(stored.result_format, key_columns)
     # GX's file stores use the run name as a directory name and reject path separators in it.
     run_name = re.sub(r"[/\\]", "_", run_name)[:200] if run_name else f"{stored.name}-{uuid.uuid4().hex[:12]}"
     run_id = RunIdentifier(run_name=run_name)
@@ -398,7 +438,7 @@ def _run_stored(
                     checkpoint_id=stored.id,
                     batch_parameters={BATCH_PARAMETER: data.frame},
                     expectation_parameters=parameters,
-                    result_format=stored.result_format,
+                    result_format=result_format,
                     run_id=run_id,
                 )
         except SuiteParameterError as exc:
@@ -495,6 +535,7 @@ def audit_table(
     published: str | None = None,
     appended: bool = False,
     batch_ref: str | None = None,
+    key_columns: Sequence[str] = (),
 ) -> AuditResult:
     """The audit task's work: run ``checkpoint`` on ``table`` as ``ref`` holds it.
 
@@ -515,6 +556,7 @@ def audit_table(
     ``query`` at any size: there pulling the table to the client is the expensive part, whatever its size.
     Otherwise the rows are converted to pandas (the Arrow table consumed by the conversion, so the audit holds
     one copy of them); ``SuiteAudit.row_metrics_fallback`` says why when the pushdown was tried.
+    ``key_columns``: the dataset's key, naming the failing rows in the results (``with_row_keys``).
     """
     mode = {True: "always", False: "never", None: os.environ.get("WAP_AUDIT_PUSHDOWN", "auto")}[pushdown]
     if mode not in PUSHDOWN_MODES:
@@ -537,15 +579,16 @@ def audit_table(
         reader = _TableReader(client, table, ref, namespace, published if appended else None, batch_ref)
         try:
             parameters = baseline.parameters
+            result_format = with_row_keys(stored.result_format, key_columns)
             inputs = {}
             for role, suite in suites.items():
                 started = time.perf_counter()
                 data = reader.input(
-                    role, suite.expectation_configurations, stored.result_format, parameters, mode, suite=suite.name
+                    role, suite.expectation_configurations, result_format, parameters, mode, suite=suite.name
                 )
                 inputs[role] = replace(data, seconds=time.perf_counter() - started)
             inputs.setdefault(TABLE, inputs[BATCH])  # unused without a table suite
-            result = _run_stored(context, stored, inputs, parameters, baseline, run_name)
+            result = _run_stored(context, stored, inputs, parameters, baseline, run_name, key_columns)
         finally:
             reader.close()
     table_audit = result.suite_audit(TABLE)
@@ -906,6 +949,7 @@ def _outcome(r: Any, *, suite: str | None = None, validates: str = BATCH) -> Exp
         suite=suite,
         validates=validates,
         severity=_severity(config),
+        key_columns=tuple(str(c) for c in result.get("unexpected_index_column_names") or ()),
     )
 
 

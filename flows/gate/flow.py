@@ -44,7 +44,14 @@ from flows.gate.guards import (
 )
 from flows.gate.inspection import PendingPublish, PublishOutcome, keep_for_inspection, lakehouse_location, wap_publish
 from flows.gate.naming import gate_branch_name, validate_gate_branch
-from flows.gate.outcome import AuditFailedError, GateOutcome, Lakehouse, PrefectUnavailableError, WrittenBranch
+from flows.gate.outcome import (
+    AuditFailedError,
+    GateOutcome,
+    Lakehouse,
+    PrefectUnavailableError,
+    WrittenBranch,
+    keep_blocked_branch,
+)
 from flows.gate.rebase import MAX_REBASES, pure_append_batch, rebase_batch
 from flows.gate.runtime import (
     THIS_RUN,
@@ -79,7 +86,6 @@ from flows.reports import (
 )
 from flows.reports.prefect import emit_published_event
 from flows.reports.progress import import_listener, report_step, start_run_progress
-from flows.reports.text import query_hint
 
 
 def _is_transient(task, task_run, state) -> bool:
@@ -198,6 +204,7 @@ def audit_branch_table(
                 published=f"{MAIN}@{written.base}",
                 appended=dataset.mode == "append",
                 batch_ref=written.batch_ref,
+                key_columns=dataset.key,
             )
         finally:
             if written.batch_ref is not None and delete_staging:
@@ -355,7 +362,7 @@ def wap(
     except AuditFailedError as exc:
         outcome.audit = exc.result
         if outcome.kept_failed_branch:
-            exc.keep(outcome.branch, query_hint(spec.fqn, outcome.branch))
+            keep_blocked_branch(exc, target, spec, outcome.branch)
         publish_validation_report(outcome, error=exc)
         return blocked(outcome, exc, report=artifact_key(spec.name, "validation"))
     except SchemaMismatchError as exc:  # the batch does not fit main's table: blocked before a row was written

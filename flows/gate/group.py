@@ -55,6 +55,7 @@ from flows.gate.outcome import (
     GroupOutcome,
     Lakehouse,
     WrittenBranch,
+    keep_blocked_branch,
 )
 from flows.gate.runtime import THIS_RUN, gate_settings, pause_point, prefect_transport_error
 from flows.gate.staging import delete_staging_branch
@@ -70,7 +71,6 @@ from flows.reports import (
 )
 from flows.reports.prefect import emit_published_event
 from flows.reports.progress import report_step, start_run_progress
-from flows.reports.text import query_hint
 
 
 @task(name="audit group", task_run_name="audit {group.name} across tables on {branch}", cache_policy=NO_CACHE)
@@ -313,7 +313,7 @@ def wap_group(
     except Exception as exc:
         if isinstance(exc, GroupAuditFailedError) and outcome.kept_failed_branch:
             failed = next((m for m in members if m.name in exc.results), members[0])
-            exc.keep(branch, query_hint(failed.fqn, branch))
+            keep_blocked_branch(exc, target, failed, branch, exc.results.get(failed.name))
         if not prefect_transport_error(exc):
             _report(outcome, exc)
         if isinstance(exc, GroupAuditFailedError | SchemaMismatchError):  # a verdict, not a crash

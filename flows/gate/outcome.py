@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flows.audit import AuditResult, ExpectationOutcome
-from flows.datasets import DEFAULT_MODE
+from flows.datasets import DEFAULT_MODE, Dataset
 from flows.lakehouse import BackendUnavailableError, ConcurrentUpdateError, LakehouseClient, connect
 from flows.reports import summarize_failures
+from flows.reports.text import failing_rows_hints, query_hint
+
+_log = logging.getLogger("wap.gate")
 
 
 class AuditFailedError(Exception):
@@ -15,6 +20,7 @@ class AuditFailedError(Exception):
 
     kept: str | None = None  # on_failure inspect: the branch the failed data waits on (see `keep`)
     kept_hint: str = ""  # and how to look at it
+    failing_rows: tuple[str, ...] = ()  # and each failed rule's rows there: "<rule>: wap query ... --ref <branch>"
     outcome: GateOutcome | GroupOutcome | None = None  # the blocked run's outcome (set by the flow), for the caller
 
     def __init__(self, dataset: str, result: AuditResult) -> None:
@@ -23,13 +29,31 @@ class AuditFailedError(Exception):
         self.dataset = dataset
         self.result = result
 
-    def keep(self, branch: str, hint: str) -> None:
+    def keep(self, branch: str, hint: str, failing_rows: Sequence[str] = ()) -> None:
         """Say that the failed branch was kept for inspection, and how to look at it."""
-        self.kept, self.kept_hint = branch, hint
+        self.kept, self.kept_hint, self.failing_rows = branch, hint, tuple(failing_rows)
 
     def __str__(self) -> str:
         said = super().__str__()
         return f"{said}; kept branch {self.kept} for inspection: {self.kept_hint}" if self.kept else said
+
+
+def keep_blocked_branch(
+    error: AuditFailedError, lakehouse: Lakehouse, dataset: Dataset, branch: str, result: AuditResult | None = None
+) -> None:
+    """on_failure inspect: ``error`` says the failed branch is kept, how to look at it, and a `wap query` listing
+    each failed rule's rows there (the dataset's key and the rule's column), each also printed (the run's log).
+    ``result``: the dataset's audit (default: the error's)."""
+    where = {"backend": lakehouse.backend, "lakehouse": lakehouse.path}
+    hints: list[str] = []
+    try:
+        schema = lakehouse.connect().query(f"SELECT * FROM {dataset.fqn} LIMIT 0", ref=branch).schema
+        hints = failing_rows_hints(result or error.result, dataset.fqn, schema, dataset.key, branch, **where)
+    except Exception as exc:  # the verdict stands and the branch is kept; only the listings are missing
+        _log.warning("no failing-row queries for %s on %s: %s", dataset.name, branch, exc)
+    error.keep(branch, query_hint(dataset.fqn, branch, **where), hints)
+    for hint in hints:
+        print(f"failing rows of {hint}")
 
 
 class BranchChangedError(ConcurrentUpdateError):

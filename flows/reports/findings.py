@@ -36,6 +36,23 @@ class Finding:
     examples: list[Any] = field(default_factory=list)
     mismatched: dict[str, Any] = field(default_factory=dict)
     observed: Any = None
+    keys: list[dict[str, Any]] = field(default_factory=list)  # failing rows by the dataset's key (first few)
+
+    @property
+    def rows_by_key(self) -> str:
+        """The failing rows by key: "PassengerId 5, 17" (one key column), "(order_id=1, line=2), ..." (several);
+        "" without a key."""
+        return row_keys_text(self.keys)
+
+
+def row_keys_text(keys: list[dict[str, Any]]) -> str:
+    """Rows named by their key values (see ``Finding.rows_by_key``)."""
+    if not keys:
+        return ""
+    columns = list(keys[0])
+    if len(columns) == 1:
+        return f"{columns[0]} " + ", ".join(str(k[columns[0]]) for k in keys)
+    return ", ".join("(" + ", ".join(f"{c}={k.get(c)}" for c in columns) + ")" for k in keys)
 
 
 def is_null(value: Any) -> bool:
@@ -46,17 +63,19 @@ def finding(e: ExpectationOutcome, max_examples: int = MAX_EXAMPLES) -> Finding:
     if e.exception_message:
         return Finding(e, "error", message=e.exception_message)
     if e.unexpected_count is not None:
+        keys = e.failing_row_keys[:max_examples]
         samples = list(e.partial_unexpected_list or [])
         if samples and all(is_null(v) for v in samples):
             # Null checks: the "bad values" are all null, so point at rows instead.
-            rows = list((e.partial_unexpected_index_list or [])[:max_examples])
-            return Finding(e, "nulls", count=e.unexpected_count, percent=e.unexpected_percent, rows=rows)
+            rows = [] if keys else list((e.partial_unexpected_index_list or [])[:max_examples])
+            return Finding(e, "nulls", count=e.unexpected_count, percent=e.unexpected_percent, rows=rows, keys=keys)
         return Finding(
             e,
             "unexpected",
             count=e.unexpected_count,
             percent=e.unexpected_percent,
             examples=_distinct(samples)[:max_examples],
+            keys=keys,
         )
     mismatched = e.details.get("mismatched") if isinstance(e.details, dict) else None
     if isinstance(mismatched, dict) and mismatched:

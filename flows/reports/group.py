@@ -18,6 +18,7 @@ from flows.reports.markdown import (
     _result,
     _short,
     describe_expectation,
+    failing_rows_lines,
     notes_prose,
     status,
 )
@@ -96,6 +97,7 @@ def render_group_markdown(outcome: GroupRun, error: BaseException | None = None)
                 f"\n\n**The failed branch {_code(getattr(error, 'kept', ''))} is kept for inspection**:"
                 f" {_code(getattr(error, 'kept_hint', ''))}"
             )
+            lead += "\n".join(["", *failing_rows_lines(getattr(error, "failing_rows", ()))])
     else:
         verdict = "NOT PUBLISHED"
         lead = "Nothing was published, `main` is unchanged."

@@ -15,6 +15,8 @@ from flows.reports.findings import WHAT_SUITES_VALIDATE, finding, is_null, scope
 from flows.shorten import shorten
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from flows.audit import AuditResult, ExpectationOutcome
 
 
@@ -150,7 +152,7 @@ def _failure(e: ExpectationOutcome) -> str:
         return f"Could not be evaluated: {_prose(f.message or '', 300)}"
     if f.kind == "nulls":
         pct = f" ({_percent(f.percent)} of rows)" if f.percent is not None else ""
-        rows = ", ".join(map(str, f.rows))
+        rows = _cell(f.rows_by_key, 200) if f.keys else ", ".join(map(str, f.rows))
         return f"Found **{_plural(f.count or 0, 'null value')}**{pct}" + (f", e.g. at rows {rows}" if rows else "")
     if f.kind == "unexpected":
         pct = f" ({_percent(f.percent)} of non-null rows)" if f.percent is not None else ""
@@ -158,7 +160,9 @@ def _failure(e: ExpectationOutcome) -> str:
         noun = "unexpected row" if e.expectation_type == SQL_RULE else "unexpected value"
         missing = (e.details or {}).get("missing_values") if isinstance(e.details, dict) else None
         lacks = f"; missing from the column: {', '.join(_sample(v) for v in missing[:MAX_SAMPLES])}" if missing else ""
-        return f"Found **{_plural(f.count or 0, noun)}**{pct}" + (f", e.g. {', '.join(shown)}" if shown else "") + lacks
+        at = f", at rows {_cell(f.rows_by_key, 200)}" if f.keys else ""
+        examples = f", e.g. {', '.join(shown)}" if shown else ""
+        return f"Found **{_plural(f.count or 0, noun)}**{pct}{examples}{at}{lacks}"
     if f.kind == "mismatch":
         return "; ".join(
             f"{kind.capitalize()} columns: "
@@ -219,6 +223,17 @@ def _values(e: ExpectationOutcome) -> str:
         distinct.setdefault(repr(value), value)
     shown = ", ".join(str(v) for v in list(distinct.values())[:MAX_SAMPLES])
     return _cell(shown, 40)
+
+
+def failing_rows_lines(hints: Sequence[str]) -> list[str]:
+    """Markdown for each failed rule's `wap query` listing its rows on the kept branch ("rule: command")."""
+    if not hints:
+        return []
+    lines = ["", "Its failing rows, rule by rule (paste into a shell):", ""]
+    for hint in hints:
+        rule, _, command = hint.partition(": wap query ")
+        lines.append(f"- {_prose(rule, 200)}: {_code('wap query ' + command)}")
+    return lines
 
 
 def _prose(value: str, limit: int) -> str:
@@ -309,6 +324,7 @@ def render_markdown(outcome: GateRun, error: BaseException | None = None) -> str
     if isinstance(error, AuditFailedLike) and getattr(error, "kept", None):  # on_failure inspect
         hint = getattr(error, "kept_hint", "")
         lines += ["", f"**The failed branch {code(error.kept)} is kept for inspection**: {code(hint)}"]
+        lines += failing_rows_lines(getattr(error, "failing_rows", ()))
     lines.append("")
 
     for title, shown in (("Failed expectations", failed), ("Warnings and info (not blocking)", minor)):

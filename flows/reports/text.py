@@ -3,13 +3,19 @@ the CLI ends with (and the gate's `AuditFailedError` says)."""
 
 from __future__ import annotations
 
+import shlex
 from typing import TYPE_CHECKING, Any
 
 from flows.audit.gx_project import SQL_RULE
+from flows.lakehouse import DEFAULT_LAKEHOUSE
 from flows.reports.docs_site import docs_text
 from flows.reports.findings import MAX_EXAMPLES, WHAT_SUITES_VALIDATE, Finding, finding, scope
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import pyarrow as pa
+
     from flows.audit import AuditResult, ExpectationOutcome
 
 
@@ -88,7 +94,8 @@ def describe_finding(f: Finding) -> str:
         return f"{head}: could not be evaluated: {f.message}"
     if f.kind == "nulls":
         pct = f" ({f.percent:.2f}% of rows)" if f.percent is not None else ""
-        where = f"; e.g. at rows {', '.join(map(str, f.rows))}" if f.rows else ""
+        rows = f.rows_by_key or ", ".join(map(str, f.rows))
+        where = f"; e.g. at rows {rows}" if rows else ""
         return f"{head}: {f.count} null value(s){pct}{where}"
     if f.kind == "unexpected" and f.outcome.expectation_type == SQL_RULE:
         sample = f"; e.g. {', '.join(map(_row, f.examples))}" if f.examples else ""
@@ -99,6 +106,7 @@ def describe_finding(f: Finding) -> str:
     if f.kind == "unexpected":
         pct = f" ({f.percent:.2f}% of non-null rows)" if f.percent is not None else ""
         sample = f"; e.g. {', '.join(map(repr, f.examples))}" if f.examples else ""
+        sample += f", at rows {f.rows_by_key}" if f.keys else ""
         if lacks and not f.count:
             return f"{head}: {lacks}"
         return f"{head}: {f.count} unexpected value(s){pct}{sample}" + (f"; {lacks}" if lacks else "")
@@ -132,6 +140,50 @@ def _arguments(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in shown.items())
 
 
-def query_hint(table: str, branch: str) -> str:
+def query_hint(table: str, branch: str, *, backend: str = "local", lakehouse: str = DEFAULT_LAKEHOUSE) -> str:
     """How to look at a branch kept for inspection: a `wap query` to paste."""
-    return f'wap query "SELECT * FROM {table} LIMIT 20" --ref {branch}'
+    return query_command(f"SELECT * FROM {table} LIMIT 20", branch, backend=backend, lakehouse=lakehouse)
+
+
+def query_command(sql: str, ref: str, *, backend: str = "local", lakehouse: str = DEFAULT_LAKEHOUSE) -> str:
+    """`wap query "<sql>" --ref <ref>`, ready to paste into a POSIX shell (inside its double quotes, backslashes,
+    double quotes, dollars and backquotes are escaped), naming the backend and lakehouse unless they are defaults."""
+    escaped = "".join("\\" + c if c in '\\"$`' else c for c in sql)
+    where = f" --backend {backend}" if backend != "local" else ""
+    if backend == "local" and lakehouse != DEFAULT_LAKEHOUSE:
+        where += f" --lakehouse {shlex.quote(lakehouse)}"
+    return f'wap query "{escaped}" --ref {shlex.quote(ref)}{where}'
+
+
+def failing_rows_hints(
+    result: AuditResult,
+    table: str,
+    schema: pa.Schema,
+    key: Sequence[str],
+    branch: str,
+    *,
+    backend: str = "local",
+    lakehouse: str = DEFAULT_LAKEHOUSE,
+) -> list[str]:
+    """For each failed rule with rows to list, a line "<rule>: wap query ... --ref <branch>" that lists its failing
+    rows on the kept branch (every one, or, where only GX's sample is known, those rows by key)."""
+    from flows.audit.failing_rows import failing_rows_query
+    from flows.audit.pushdown import rule_label
+
+    hints = []
+    for e in result.failed:
+        query = failing_rows_query(e, table, schema, key)
+        if query is None:
+            continue
+        command = query_command(query.sql, branch, backend=backend, lakehouse=lakehouse)
+        said = "" if query.every_row else " (the sampled failing rows, by key)"
+        hints.append(f"{rule_label(_RuleLabel(e))}{said}: {command}")
+    return list(dict.fromkeys(hints))
+
+
+class _RuleLabel:
+    """An outcome as ``rule_label`` reads a configuration: its type and its arguments with the column."""
+
+    def __init__(self, e: ExpectationOutcome) -> None:
+        self.type = e.expectation_type
+        self.kwargs = {**e.kwargs, "column": e.column} if e.column else dict(e.kwargs)
