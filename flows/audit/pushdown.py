@@ -58,6 +58,8 @@ _VALUE_KEYS = {
     "column_values.between": frozenset({"min_value", "max_value", "strict_min", "strict_max"}),
 }
 _SHARED_NAN = float("nan")
+# GX's pandas unexpected_index_query lists every unexpected row; above this many rows it is left to pandas.
+_MAX_QUERY_ROWS = 1_000_000
 
 
 class MetricsSource(Protocol):
@@ -147,7 +149,7 @@ class SqlRowMetrics:
         self.row_count = 0
         self.fingerprint = ""  # identifies this table version, like a data hash
         self._counts: dict[str, int] = {}
-        self._sampled: dict[tuple[str, int], list[tuple[int, Any]]] = {}
+        self._sampled: dict[tuple[str, int | None, tuple[str, ...]], list[tuple[Any, ...]]] = {}
         self.failures: list[str] = []  # errors raised while GX was asking (the audit must not trust that run)
         # Null counts decide dtypes (int64 with nulls is float64 in pandas).
         self._null_counts: dict[str, int] | None = None
@@ -281,14 +283,28 @@ class SqlRowMetrics:
         if not isinstance(result_format, dict):
             return False
         if suffix == "unexpected_index_query":
-            # pandas builds it for every result format but GX only reports it when asked for.
-            return result_format.get("return_unexpected_index_query") is not True
+            # pandas builds it for every result format but GX only reports it when asked for; then it is every
+            # unexpected row's position.
+            return result_format.get("return_unexpected_index_query") is not True or self.row_count <= _MAX_QUERY_ROWS
         return (
             result_format.get("result_format") in ("BASIC", "SUMMARY")
-            and not result_format.get("unexpected_index_column_names")
+            and self._key_columns(result_format) is not None
             and not result_format.get("include_unexpected_rows")
             and isinstance(result_format.get("partial_unexpected_count"), int)
         )
+
+    def _key_columns(self, result_format: dict[str, Any]) -> list[str] | None:
+        """The result format's ``unexpected_index_column_names`` (the columns naming a failing row in GX's
+        ``unexpected_index_list``), [] if none; None if their values are not reproduced here (a column the table
+        lacks, where GX raises; a type not converted here; ``exclude_unexpected_values``' other shape)."""
+        names = result_format.get("unexpected_index_column_names")
+        if not names:
+            return []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return None
+        if result_format.get("exclude_unexpected_values") or any(self._kind(n) is None for n in names):
+            return None
+        return list(names)
 
     # ---------------------------------------------------------------- answers
 
@@ -356,21 +372,34 @@ class SqlRowMetrics:
         sql = f"SELECT count(*) FROM {self._relation()} WHERE {check.domain} AND {check.unexpected}"
         return int(self._rows(sql, list(check.params))[0][0])
 
-    def _samples(self, check: _Check, limit: int) -> list[tuple[int, Any]]:
-        """The first ``limit`` unexpected rows, in scan order: (position, value)."""
-        cached = self._sampled.get((self._key(check), limit))
+    def _samples(self, check: _Check, limit: int | None, keys: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
+        """The first ``limit`` unexpected rows (every one if None), in scan order: (position, value, *key values)."""
+        cache_key = (self._key(check), limit, keys)
+        cached = self._sampled.get(cache_key)
         if cached is not None:
             return cached
-        if self.row_count == 0 or limit <= 0 or self._count(check) == 0:
+        if self.row_count == 0 or (limit is not None and limit <= 0) or self._count(check) == 0:
             return []
-        c = _quote(check.column)
+        columns = ", ".join(_quote(c) for c in (check.column, *keys))
         sql = (
-            f"SELECT __wap_row, {c} FROM {self._positioned()} "
-            f"WHERE {check.domain} AND {check.unexpected} ORDER BY __wap_row LIMIT {int(limit)}"
+            f"SELECT __wap_row, {columns} FROM {self._positioned()} "
+            f"WHERE {check.domain} AND {check.unexpected} ORDER BY __wap_row"
         )
-        rows = [(int(r), v) for r, v in self._rows(sql, list(check.params))]
-        self._sampled[(self._key(check), limit)] = rows
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = [(int(r[0]), *r[1:]) for r in self._rows(sql, list(check.params))]
+        self._sampled[cache_key] = rows
         return rows
+
+    def _cell(self, column: str, value: Any) -> Any:
+        """A value as ``DataFrame.at`` hands it out of the full frame (what GX puts in ``unexpected_index_list``):
+        a numpy scalar in a numeric column, the Python object in a string one."""
+        import numpy as np
+
+        value = self._pandas_value(column, value)
+        if self._kind(column) == "str":
+            return value
+        return np.float64(value) if isinstance(value, float) else np.int64(value)
 
     def _pandas_value(self, column: str, value: Any) -> Any:
         """A value as the full frame holds it: int64 columns with nulls are float64 there, nulls are NaN."""
@@ -392,17 +421,32 @@ class SqlRowMetrics:
         suffix = split[1]
         if suffix == "unexpected_count":
             return self._count(check)
+        result_format = metric.metric_value_kwargs["result_format"]
         if suffix == "unexpected_index_query":
-            return None  # not reported unless return_unexpected_index_query (see can_answer)
-        partial = metric.metric_value_kwargs["result_format"]["partial_unexpected_count"]
+            if result_format.get("return_unexpected_index_query") is not True:
+                return None  # not reported (see can_answer)
+            # GX's pandas query: every unexpected row's index label, written as a Python list.
+            return f"df.filter(items={[row[0] for row in self._samples(check, None)]}, axis=0)"
+        partial = result_format["partial_unexpected_count"]
         if suffix == "unexpected_values":
             # GX's cap on returned values, which its pandas sampling obeys (imported here: GX is loaded by now,
             # and this module must not load it at import time).
             from great_expectations.constants import MAX_RESULT_RECORDS
 
             rows = self._samples(check, min(partial, MAX_RESULT_RECORDS))
-            return [self._pandas_value(check.column, v) for _, v in rows]
-        return [position for position, _ in self._samples(check, partial)]  # unexpected_index_list
+            return [self._pandas_value(check.column, row[1]) for row in rows]
+        keys = self._key_columns(result_format)
+        if not keys:  # unexpected_index_list: positions, or with key columns one dict per row
+            return [row[0] for row in self._samples(check, partial)]
+        # GX's pandas rows: the checked column first, then each key column (a key that is the checked column
+        # keeps its first place).
+        others = tuple(k for k in dict.fromkeys(keys) if k != check.column)
+        named = []
+        for _, value, *key_values in self._samples(check, partial, others):
+            row = {check.column: self._cell(check.column, value)}
+            row.update({k: self._cell(k, v) for k, v in zip(others, key_values, strict=True)})
+            named.append(row)
+        return named
 
     def null_counts(self) -> dict[str, int]:
         if self._null_counts is None:
