@@ -277,27 +277,36 @@ def validate(
     mode: Annotated[
         str | None, typer.Option(help="replace or append: overrides the dataset's mode (append: main + file).")
     ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Stay up with GX loaded and validate again on each save of the dataset's suites, checkpoint,"
+            " validation definitions, gx/datasets.yml or the source; Ctrl-C stops (exit 0).",
+        ),
+    ] = False,
     backend: Backend = "local",
     lakehouse: LakehousePath = ".lakehouse",
 ) -> None:
     """Run the dataset's audit on a file against what main publishes, writing nothing: the batch suite on the
     file, the table suite on the file (replace) or main's rows plus the file (append), with main's facts as
-    suite parameters. Exit 0 pass, 1 fail, 2 bad input."""
+    suite parameters. Exit 0 pass, 1 fail, 2 bad input (--watch: 0 when stopped with Ctrl-C)."""
+    if watch:
+        from flows.cli.watch import watch_validate
+
+        with cli_errors():  # bad arguments are exit 2 before watching; once watching, errors are lines
+            _check_backend(backend)
+            if mode is not None:
+                from flows.datasets import validate_mode
+
+                validate_mode(mode, "--mode: ")
+            watch_validate(dataset, source, lambda: validate_file(dataset, source, mode, backend, lakehouse))
+        return
     with cli_errors():
-        import dataclasses
+        from flows.reports.markdown import expectation_rows
+        from flows.reports.text import describe_failures, summarize_failures
 
-        from flows.audit.files import validate_source
-        from flows.datasets import get_dataset, validate_mode
-        from flows.lakehouse import connect
-        from flows.reports import describe_failures, expectation_rows, summarize_failures
-
-        _check_backend(backend)
-        spec = get_dataset(dataset)
-        if mode is not None:
-            spec = dataclasses.replace(spec, mode=validate_mode(mode, "--mode: "))
-        # An embedded lakehouse that does not exist has nothing published: not created here.
-        client = connect(backend, lakehouse) if backend != "local" or Path(lakehouse).is_dir() else None
-        result = validate_source(spec, source, client, run_name=f"{dataset}-validate")
+        result = validate_file(dataset, source, mode, backend, lakehouse)
         table = Table("status", "expectation", "column", "observed", "unexpected", "sample")
         for row in expectation_rows(result):
             table.add_row(
@@ -322,6 +331,24 @@ def validate(
             out.print(f"{said}: {stats['successful']}/{stats['evaluated']} expectations", soft_wrap=True)
             return
         out.print(f"passed: {stats['successful']}/{stats['evaluated']} expectations")
+
+
+def validate_file(dataset: str, source: str, mode: str | None, backend: str, lakehouse: str):
+    """`wap validate`'s audit of ``source``: the declaration, the lakehouse's main and the suites as they are now
+    (each read again, so a `--watch` sees every save)."""
+    import dataclasses
+
+    from flows.audit.files import validate_source
+    from flows.datasets import get_dataset, validate_mode
+    from flows.lakehouse import connect
+
+    _check_backend(backend)
+    spec = get_dataset(dataset)
+    if mode is not None:
+        spec = dataclasses.replace(spec, mode=validate_mode(mode, "--mode: "))
+    # An embedded lakehouse that does not exist has nothing published: not created here.
+    client = connect(backend, lakehouse) if backend != "local" or Path(lakehouse).is_dir() else None
+    return validate_source(spec, source, client, run_name=f"{dataset}-validate")
 
 
 @app.command()
