@@ -47,7 +47,18 @@ if TYPE_CHECKING:
     from flows.lakehouse.protocol import LakehouseClient
 
 # Map metrics answered here (GX's ``map_metric`` names) and the summaries GX asks of each.
-MAP_METRICS = ("column_values.nonnull", "column_values.in_set", "column_values.between", "column_values.unique")
+MAP_METRICS = (
+    "column_values.nonnull",
+    "column_values.in_set",
+    "column_values.between",
+    "column_values.unique",
+    "column_values.match_regex",
+    "column_values.not_match_regex",
+    "column_values.match_regex_list",
+    "column_values.not_match_regex_list",
+    "column_values.value_length.equals",
+    "column_values.value_length.between",
+)
 _SUFFIXES = ("unexpected_count", "unexpected_values", "unexpected_index_list", "unexpected_index_query")
 # Metrics GX computes correctly on the zero-row frame: they depend on the columns and dtypes only.
 SCHEMA_METRICS = frozenset({"table.columns", "table.column_types"})
@@ -56,6 +67,12 @@ _VALUE_KEYS = {
     "column_values.unique": frozenset(),
     "column_values.in_set": frozenset({"value_set"}),
     "column_values.between": frozenset({"min_value", "max_value", "strict_min", "strict_max"}),
+    "column_values.match_regex": frozenset({"regex"}),
+    "column_values.not_match_regex": frozenset({"regex"}),
+    "column_values.match_regex_list": frozenset({"regex_list", "match_on"}),
+    "column_values.not_match_regex_list": frozenset({"regex_list"}),
+    "column_values.value_length.equals": frozenset({"value"}),
+    "column_values.value_length.between": frozenset({"min_value", "max_value", "strict_min", "strict_max"}),
 }
 _SHARED_NAN = float("nan")
 # GX's pandas unexpected_index_query lists every unexpected row; above this many rows it is left to pandas.
@@ -222,26 +239,68 @@ class SqlRowMetrics:
             if bound is None:
                 return None
             return _Check(column, domain, f"{c} NOT IN ({', '.join(bound[0])})", bound[1])
+        if base.startswith(("column_values.match_regex", "column_values.not_match_regex")):
+            return self._regex_check(base, column, domain, value_kwargs) if kind == "str" else None
+        if base.startswith("column_values.value_length."):
+            # GX on pandas: len(str(value)), code points, as DuckDB's length() counts them.
+            if kind != "str":
+                return None  # str() of a number is pandas' own text (1.0, nan)
+            if base.endswith(".equals"):
+                value = value_kwargs.get("value")
+                bound = self._bind([value]) if _is_number(value) else None
+                if bound is None:
+                    return None
+                return _Check(column, domain, f"NOT (length({c}) = {bound[0][0]})", bound[1])
+            return self._between(column, domain, f"length({c})", value_kwargs)
         if base == "column_values.between":
-            low, high = value_kwargs.get("min_value"), value_kwargs.get("max_value")
-            if kind == "str" or (low is None and high is None):
+            if kind == "str":
                 return None  # pandas compares strings value by value and raises on mixed types
-            if any(v is not None and not _is_number(v) for v in (low, high)):
-                return None
-            if low is not None and high is not None and low > high:
-                return None  # GX raises; let it, on the pandas path
-            bounds = [v for v in (low, high) if v is not None]
-            bound = self._bind(bounds)
-            if bound is None:
-                return None
-            sql = iter(bound[0])
-            parts = []
-            if low is not None:
-                parts.append(f"{c} {'>' if value_kwargs.get('strict_min') else '>='} {next(sql)}")
-            if high is not None:
-                parts.append(f"{c} {'<' if value_kwargs.get('strict_max') else '<='} {next(sql)}")
-            return _Check(column, domain, f"NOT ({' AND '.join(parts)})", bound[1])
+            return self._between(column, domain, c, value_kwargs)
         return None
+
+    def _between(self, column: str, domain: str, value_sql: str, value_kwargs: dict[str, Any]) -> _Check | None:
+        """A range check of ``value_sql`` (GX's between, on numbers)."""
+        low, high = value_kwargs.get("min_value"), value_kwargs.get("max_value")
+        if low is None and high is None:
+            return None
+        if any(v is not None and not _is_number(v) for v in (low, high)):
+            return None
+        if low is not None and high is not None and low > high:
+            return None  # GX raises; let it, on the pandas path
+        bounds = [v for v in (low, high) if v is not None]
+        bound = self._bind(bounds)
+        if bound is None:
+            return None
+        sql = iter(bound[0])
+        parts = []
+        if low is not None:
+            parts.append(f"{value_sql} {'>' if value_kwargs.get('strict_min') else '>='} {next(sql)}")
+        if high is not None:
+            parts.append(f"{value_sql} {'<' if value_kwargs.get('strict_max') else '<='} {next(sql)}")
+        return _Check(column, domain, f"NOT ({' AND '.join(parts)})", bound[1])
+
+    def _regex_check(self, base: str, column: str, domain: str, value_kwargs: dict[str, Any]) -> _Check | None:
+        """GX's regex checks: pandas' ``str.contains`` (Python ``re.search``) as DuckDB's ``regexp_matches`` (RE2),
+        for the patterns ``re2_pattern`` translates exactly; None for any other."""
+        if base.endswith("_list"):
+            patterns = value_kwargs.get("regex_list")
+            match_on = value_kwargs.get("match_on", "any") if base == "column_values.match_regex_list" else "any"
+            if not isinstance(patterns, list) or not patterns or match_on not in ("any", "all"):
+                return None  # pandas raises on an empty list or another match_on
+        else:
+            patterns = [value_kwargs.get("regex")]
+            match_on = "any"
+        translated = [re2_pattern(p) if isinstance(p, str) else None for p in patterns]
+        if any(t is None for t in translated):
+            return None
+        bound = self._bind([t for t in translated if t is not None])
+        if bound is None:
+            return None
+        c = _quote(column)
+        matches = [f"regexp_matches({c}, {sql})" for sql in bound[0]]
+        matched = "(" + (" OR " if match_on == "any" else " AND ").join(matches) + ")"
+        unexpected = matched if base.startswith("column_values.not_") else f"NOT {matched}"
+        return _Check(column, domain, unexpected, bound[1])
 
     def _repeated(self, column: str, domain: str) -> tuple[str, str]:
         """SQL for the values of ``column`` that occur more than once (pandas: ``duplicated(keep=False)`` over the
@@ -269,6 +328,10 @@ class SqlRowMetrics:
         return self._check(base, domain["column"], values)
 
     def can_answer(self, metric: MetricConfiguration) -> bool:
+        from flows.audit import pushdown_aggregates  # column aggregates and distinct values (min, mode, sets...)
+
+        if pushdown_aggregates.handles(metric):
+            return pushdown_aggregates.can_answer(self, metric)
         name = metric.metric_name
         if name == "table.row_count":
             return not _domain(metric) and not metric.metric_value_kwargs
@@ -314,6 +377,10 @@ class SqlRowMetrics:
 
     def prefetch(self, metrics: Iterable[MetricConfiguration]) -> None:
         """Every count the metrics need, and every column's null count if not known yet, in one aggregate pass."""
+        from flows.audit import pushdown_aggregates
+
+        metrics = list(metrics)
+        pushdown_aggregates.prefetch(self, metrics)  # the aggregate metrics' scalars: one pass of their own
         checks: dict[str, _Check] = {}
         for metric in metrics:
             check = self._check_for(metric)
@@ -412,6 +479,10 @@ class SqlRowMetrics:
         return value
 
     def answer(self, metric: MetricConfiguration) -> Any:
+        from flows.audit import pushdown_aggregates
+
+        if pushdown_aggregates.handles(metric):
+            return pushdown_aggregates.answer(self, metric)
         if metric.metric_name == "table.row_count":
             return self.row_count
         check = self._check_for(metric)
@@ -638,6 +709,141 @@ def _sql_value(value: Any) -> str | None:
     if isinstance(value, str):
         return None if "\x00" in value else _literal(value)
     return None
+
+
+# Regex text both Python's re and RE2 read as the same literal character (outside a class).
+_REGEX_PUNCTUATION = frozenset(" _,:;/@#%='\"!<>~&`")
+_REGEX_ESCAPABLE = frozenset(".^$*+?()[]{}|\\-/")  # \x stands for x in both
+_REGEX_MAX_REPEAT = 1000  # RE2 refuses larger counted repeats
+
+
+def re2_pattern(regex: str) -> str | None:
+    r"""``regex`` (Python ``re``, as GX's pandas ``str.contains`` searches it) as an RE2 pattern matching exactly
+    the same strings (DuckDB's ``regexp_matches``), or None where this cannot be promised.
+
+    Only a plain subset is translated: literal letters, digits and punctuation, escaped metacharacters, ``\n``
+    and ``\t``, ``.``, classes of literals and ranges (negated too), groups (``(...)``, ``(?:...)``),
+    alternation, the quantifiers ``* + ? {m} {m,} {m,n}`` (lazy too), ``^`` at the start and ``$`` at the end.
+    Refused: ``\d \w \s \b`` (Unicode classes in Python, ASCII ones in RE2), flags, lookarounds, backreferences,
+    and ``$`` where an alternation reaches it. Python's final ``$`` also matches before a trailing newline; RE2's
+    only at the end, so it is written ``\n?$``.
+    """
+    import re
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Python's FutureWarnings of set syntax: refused below anyway
+            re.compile(regex)
+    except re.error:
+        return None  # GX on pandas reports the error
+    out: list[str] = []
+    i, depth, top_level_alternation = 0, 0, False
+    quantifiable = False  # whether the previous token is an atom a quantifier may follow
+    while i < len(regex):
+        ch = regex[i]
+        if ch == "^":
+            if i != 0:
+                return None
+            out.append(ch)
+            quantifiable = False
+        elif ch == "$":
+            if i != len(regex) - 1 or depth or top_level_alternation:
+                return None
+            out.append("\\n?$")
+            quantifiable = False
+        elif ch == ".":
+            out.append(ch)
+            quantifiable = True
+        elif ch == "\\":
+            if i + 1 >= len(regex):
+                return None
+            nxt = regex[i + 1]
+            if nxt in _REGEX_ESCAPABLE or nxt in "nt":
+                out.append("\\" + nxt)
+            else:
+                return None
+            i += 1
+            quantifiable = True
+        elif ch == "(":
+            if regex.startswith("(?:", i):
+                out.append("(?:")
+                i += 2
+            elif regex.startswith("(?", i):
+                return None
+            else:
+                out.append("(")
+            depth += 1
+            quantifiable = False
+        elif ch == ")":
+            if depth == 0:
+                return None
+            depth -= 1
+            out.append(ch)
+            quantifiable = True
+        elif ch == "|":
+            top_level_alternation = top_level_alternation or depth == 0
+            out.append(ch)
+            quantifiable = False
+        elif ch in "*+?{":
+            if not quantifiable:
+                return None
+            if ch == "{":
+                close = regex.find("}", i)
+                counts = regex[i + 1 : close].split(",") if close > 0 else []
+                if not 1 <= len(counts) <= 2 or not all(c.isdigit() for c in counts if c) or not counts[0]:
+                    return None
+                numbers = [int(c) for c in counts if c]
+                if any(n > _REGEX_MAX_REPEAT for n in numbers) or (len(numbers) == 2 and numbers[0] > numbers[1]):
+                    return None
+                out.append(regex[i : close + 1])
+                i = close
+            else:
+                out.append(ch)
+            if regex.startswith("?", i + 1):  # lazy: the same strings match
+                out.append("?")
+                i += 1
+            quantifiable = False
+        elif ch == "[":
+            class_end = _regex_class(regex, i)
+            if class_end is None:
+                return None
+            out.append(regex[i : class_end + 1])
+            i = class_end
+            quantifiable = True
+        elif ch.isalnum() or ch in _REGEX_PUNCTUATION or ord(ch) > 127:  # beyond ASCII: a literal code point
+            out.append(ch)
+            quantifiable = True
+        else:
+            return None
+        i += 1
+    return "".join(out) if depth == 0 else None
+
+
+def _regex_class(regex: str, start: int) -> int | None:
+    """Where the class opening at ``start`` closes, if it holds only literals and ranges both engines read alike."""
+    i = start + 1
+    if regex.startswith("^", i):
+        i += 1
+    items: list[str] = []
+    while i < len(regex) and regex[i] != "]":
+        ch = regex[i]
+        if ch == "\\":
+            if i + 1 >= len(regex) or regex[i + 1] not in "\\]-^[.":
+                return None
+            items.append(regex[i + 1])
+            i += 2
+            continue
+        if not (ch.isalnum() or ch in " _,:;/@#%='\"!<>.-" or ord(ch) > 127):
+            return None  # nested sets, set operations (&& ~~ ||), classes like \d
+        items.append(ch)
+        i += 1
+    if i >= len(regex) or not items:
+        return None
+    body = regex[start + 1 : i]
+    if "--" in body:
+        return None  # a set difference in Python's future syntax
+    return i
 
 
 def _columns(configuration: Any) -> list[str]:

@@ -1,0 +1,166 @@
+"""More map-metric families in the pushdown, each with GX's own pandas results field by field: regex checks
+(``match_regex``, ``not_match_regex`` and their lists: pandas' ``str.contains`` is Python's ``re.search``, answered
+with DuckDB's RE2 ``regexp_matches`` only for patterns translated exactly, ``pushdown.re2_pattern``) and value
+lengths (``len(str(value))``: code points, as DuckDB's ``length``).
+
+The table (two files, so positions count across files) holds what the engines could read apart: unicode (é, 日本,
+an emoji, a combining accent), strings ending in a newline (Python's ``$`` matches before it, RE2's does not), the
+empty string, nulls, an all-null column; and an empty branch. The pushdown must have answered
+(``row_metrics == "duckdb"``), and a pattern outside the translated subset must send the audit to pandas.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import duckdb
+import great_expectations.expectations as gxe
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from test_audit_pushdown import NAMESPACE, audit_both, gx_dir, make_checkpoint, results_json  # noqa: F401
+
+from flows.audit import pushdown
+from flows.lakehouse import MAIN, connect
+
+WORDS = ["Zoë", "日本語", "🎉 party", "abc\n", "Abc", "", "e\u0301", "x-1", "a.b", "O'Brien", "AB12", "line\nnext"]
+
+
+def families_table(rows: int, start: int) -> pa.Table:
+    text: list[str | None] = [WORDS[(start + i) % len(WORDS)] for i in range(rows)]
+    for i in range(0, rows, 7):
+        text[i] = None
+    return pa.table(
+        {
+            "id": pa.array(range(start, start + rows), pa.int64()),
+            "text": pa.array(text, pa.string()),
+            "none_s": pa.array([None] * rows, pa.string()),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def lakehouse(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("lhfamilies")
+    client = connect("local", root / "lakehouse")
+    client.create_branch("edge.families", MAIN)
+    for part, start in enumerate((0, 100)):
+        source = root / f"part-{part}.parquet"
+        pq.write_table(families_table(100, start), source)
+        if part == 0:
+            client.create_table("edge", str(source), branch="edge.families", namespace=NAMESPACE)
+        client.import_data("edge", str(source), branch="edge.families", namespace=NAMESPACE)
+    client.create_branch("edge.empty", MAIN)
+    client.create_table("edge", str(root / "part-0.parquet"), branch="edge.empty", namespace=NAMESPACE)
+    return client
+
+
+PATTERNS = ["^[A-Z][a-z]+$", "c$", "^.{3}$", "[0-9]", "\\.", "^(?:x|a)", "日本", "b+?c", "^$", "[^a-z]", "e\u0301"]
+
+
+def family_expectations() -> list:
+    expectations: list = []
+    for column in ("text", "none_s"):
+        expectations += [gxe.ExpectColumnValuesToMatchRegex(column=column, regex=p, mostly=0.1) for p in PATTERNS]
+        expectations += [gxe.ExpectColumnValuesToNotMatchRegex(column=column, regex=p) for p in PATTERNS]
+        expectations += [
+            gxe.ExpectColumnValuesToMatchRegexList(column=column, regex_list=["^A", "c$"], match_on="any"),
+            gxe.ExpectColumnValuesToMatchRegexList(column=column, regex_list=["b", "c$"], match_on="all"),
+            gxe.ExpectColumnValuesToNotMatchRegexList(column=column, regex_list=["🎉", "\\n"]),
+            gxe.ExpectColumnValueLengthsToEqual(column=column, value=3),
+            gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=1, max_value=3),
+            gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=2, strict_min=True),
+            gxe.ExpectColumnValueLengthsToBeBetween(column=column, max_value=7, strict_max=True),
+        ]
+    return expectations
+
+
+@pytest.mark.parametrize("result_format", ["SUMMARY", "BASIC"])
+@pytest.mark.parametrize("branch", ["edge.families", "edge.empty"])
+def test_family_results_equal_gx_on_pandas(lakehouse, gx_dir: Path, branch: str, result_format: str) -> None:  # noqa: F811
+    keyed = {"result_format": result_format, "unexpected_index_column_names": ["id"]}
+    checkpoint = make_checkpoint(gx_dir, f"edge_families_{result_format}", family_expectations(), keyed)
+    pushed, plain = audit_both(lakehouse, gx_dir, branch, checkpoint)
+    assert pushed.row_metrics == "duckdb" and plain.row_metrics == "pandas"
+    assert results_json(pushed) == results_json(plain)
+    if branch == "edge.families":
+        # The cases discriminate: some rules fail, some pass.
+        assert 0 < len(pushed.failed) < len(family_expectations())
+
+
+REFUSED = ["\\d", "\\w+", "(?i)abc", "a(?=b)", "(a)\\1", "c$|^A", "\\bx", "[[:alpha:]]", "a{,3}"]
+
+
+@pytest.mark.parametrize("regex", REFUSED)
+def test_a_pattern_outside_the_exact_subset_goes_to_pandas(lakehouse, gx_dir: Path, regex: str) -> None:  # noqa: F811
+    assert pushdown.re2_pattern(regex) is None
+    checkpoint = make_checkpoint(
+        gx_dir, "edge_regex_refused", [gxe.ExpectColumnValuesToMatchRegex(column="text", regex=regex)]
+    )
+    pushed, plain = audit_both(lakehouse, gx_dir, "edge.families", checkpoint)
+    assert pushed.row_metrics == "pandas"
+    assert results_json(pushed) == results_json(plain)
+
+
+def test_translated_patterns_match_what_python_matches() -> None:
+    """Random patterns of the translated subset against random strings: RE2 in DuckDB and Python's re agree."""
+    rng = random.Random(7)
+    atoms = [
+        "a",
+        "b",
+        "A",
+        "1",
+        ".",
+        "\\.",
+        "\\n",
+        "[ab]",
+        "[^a]",
+        "[a-c]",
+        "é",
+        "日",
+        "🎉",
+        "[é-日]",
+        "e\u0301",
+        " ",
+        "-",
+        "\\-",
+        "(a|b)",
+        "(?:ab)",
+    ]
+    quantifiers = ["", "", "*", "+", "?", "{2}", "{1,3}", "{2,}", "*?"]
+    alphabet = ["a", "b", "A", "1", "\n", ".", "-", "é", "日", "🎉", " ", "\\"]
+    con = duckdb.connect()
+    checked = 0
+    for _ in range(1500):
+        body = "".join(rng.choice(atoms) + rng.choice(quantifiers) for _ in range(rng.randint(0, 4)))
+        regex = ("^" if rng.random() < 0.3 else "") + body + ("$" if rng.random() < 0.4 else "")
+        translated = pushdown.re2_pattern(regex)
+        if translated is None:
+            continue
+        checked += 1
+        strings = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5))) for _ in range(20)]
+        strings += [s + "\n" for s in strings[:6]]
+        got = [con.execute("SELECT regexp_matches(?, ?)", [s, translated]).fetchone()[0] for s in strings]
+        assert got == [re.search(regex, s) is not None for s in strings], regex
+    assert checked > 1000
+
+
+def test_wap_suite_check_no_longer_names_these_families() -> None:
+    """``rules_sent_to_pandas`` (``wap suite check``'s warning) follows ``unanswered``: these rules stay on SQL."""
+    import great_expectations as gx
+
+    from flows.audit import get_context
+
+    get_context(Path(__file__).resolve().parents[1] / "gx")  # GX loaded, the pushdown installed
+    suite = gx.ExpectationSuite(name="families", expectations=family_expectations())
+    schema = pa.schema([("id", pa.int64()), ("text", pa.string()), ("none_s", pa.string())])
+    keyed = {"result_format": "SUMMARY", "unexpected_index_column_names": ["id"]}
+    assert pushdown.rules_sent_to_pandas(suite.expectation_configurations, schema, keyed) == []
+    assert pushdown.rules_sent_to_pandas(suite.expectation_configurations, None, "SUMMARY") == []
+    refused = [gxe.ExpectColumnValuesToMatchRegex(column="text", regex="\\d")]
+    suite = gx.ExpectationSuite(name="refused", expectations=refused)
+    assert pushdown.rules_sent_to_pandas(suite.expectation_configurations, schema, keyed) == [
+        "expect_column_values_to_match_regex (text)"
+    ]
