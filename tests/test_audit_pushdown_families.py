@@ -164,3 +164,110 @@ def test_wap_suite_check_no_longer_names_these_families() -> None:
     assert pushdown.rules_sent_to_pandas(suite.expectation_configurations, schema, keyed) == [
         "expect_column_values_to_match_regex (text)"
     ]
+
+
+def dtypes_table(rows: int, start: int, *, nulls: bool) -> pa.Table:
+    """bool, date32, timestamps (naive and UTC) and decimals, repeating values; with nulls, or without."""
+    import datetime as dt
+    import decimal
+
+    def maybe_null(values: list) -> list:
+        return [None if nulls and (start + i) % 5 == 0 else v for i, v in enumerate(values)]
+
+    days = [dt.date(2024, 1, 1) + dt.timedelta(days=(start + i) % 40) for i in range(rows)]
+    stamps = [dt.datetime(2024, 1, 1, 12) + dt.timedelta(seconds=(start + i) % 90) for i in range(rows)]
+    unique_stamps = [dt.datetime(2024, 1, 1) + dt.timedelta(microseconds=start + i) for i in range(rows)]
+    return pa.table(
+        {
+            "id": pa.array(range(start, start + rows), pa.int64()),
+            "flag": pa.array(maybe_null([(start + i) % 3 == 0 for i in range(rows)]), pa.bool_()),
+            "day": pa.array(maybe_null(days), pa.date32()),
+            "at": pa.array(maybe_null(stamps), pa.timestamp("us")),
+            "at_once": pa.array(maybe_null(unique_stamps), pa.timestamp("us")),
+            "at_utc": pa.array(maybe_null(stamps), pa.timestamp("us", tz="UTC")),
+            "amount": pa.array(
+                maybe_null([decimal.Decimal(f"{(start + i) % 7}.50") for i in range(rows)]), pa.decimal128(9, 2)
+            ),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def typed_lakehouse(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("lhdtypes")
+    client = connect("local", root / "lakehouse")
+    for branch, nulls in (("edge.nulls", True), ("edge.full", False)):
+        client.create_branch(branch, MAIN)
+        for part, start in enumerate((0, 60)):
+            source = root / f"{branch}-{part}.parquet"
+            pq.write_table(dtypes_table(60, start, nulls=nulls), source)
+            if part == 0:
+                client.create_table("edge", str(source), branch=branch, namespace=NAMESPACE)
+            client.import_data("edge", str(source), branch=branch, namespace=NAMESPACE)
+    client.create_branch("edge.empty", MAIN)
+    client.create_table("edge", str(root / "edge.nulls-0.parquet"), branch="edge.empty", namespace=NAMESPACE)
+    return client
+
+
+TYPED = ("flag", "day", "at", "at_once", "at_utc", "amount")
+
+
+def dtype_expectations() -> list:
+    expectations: list = [gxe.ExpectColumnValuesToNotBeNull(column=c, mostly=0.5) for c in TYPED]
+    expectations += [gxe.ExpectColumnValuesToBeUnique(column=c) for c in ("flag", "day", "at", "at_once")]
+    expectations += [
+        gxe.ExpectColumnValuesToBeInSet(column="flag", value_set=[True]),
+        gxe.ExpectColumnValuesToBeInSet(column="flag", value_set=[True, False]),
+        gxe.ExpectColumnValuesToBeInSet(column="flag", value_set=[]),
+    ]
+    # The zero-row frame's dtypes are the full conversion's (a bool column's type check with nulls, object there,
+    # is a per-value metric: pandas).
+    for column, type_ in (("day", "object"), ("at", "datetime64"), ("at_utc", "datetime64"), ("amount", "object")):
+        expectations.append(gxe.ExpectColumnValuesToBeOfType(column=column, type_=type_))
+    return expectations
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+@pytest.mark.parametrize("branch", ["edge.nulls", "edge.full", "edge.empty"])
+def test_other_dtypes_results_equal_gx_on_pandas(typed_lakehouse, gx_dir: Path, branch: str, keyed: bool) -> None:  # noqa: F811
+    result_format = {"result_format": "SUMMARY", **({"unexpected_index_column_names": ["id"]} if keyed else {})}
+    checkpoint = make_checkpoint(gx_dir, f"edge_dtypes_{keyed}", dtype_expectations(), result_format)
+    pushed, plain = audit_both(typed_lakehouse, gx_dir, branch, checkpoint)
+    assert pushed.row_metrics == "duckdb" and plain.row_metrics == "pandas"
+    assert results_json(pushed) == results_json(plain)
+    pushed_values = [r.result.get("partial_unexpected_list") for r in pushed.validation_result.results]
+    plain_values = [r.result.get("partial_unexpected_list") for r in plain.validation_result.results]
+    # The sampled values are the objects pandas hands out (Timestamp, datetime.date, bool, None, NaT).
+    assert [[type(v) for v in vs or []] for vs in pushed_values] == [[type(v) for v in vs or []] for vs in plain_values]
+    if branch != "edge.empty":
+        assert any(e.expectation_type == "expect_column_values_to_be_unique" for e in pushed.failed)
+
+
+TYPED_FALLBACKS = {
+    "between_on_a_timestamp": gxe.ExpectColumnValuesToBeBetween(
+        column="at", min_value="2024-01-01", max_value="2025-01-01"
+    ),
+    "unique_decimals": gxe.ExpectColumnValuesToBeUnique(column="amount"),
+    "set_of_numbers_on_bools": gxe.ExpectColumnValuesToBeInSet(column="flag", value_set=[1]),
+    "unique_utc_timestamps": gxe.ExpectColumnValuesToBeUnique(column="at_utc"),
+    "a_bool_row_key": gxe.ExpectColumnValuesToNotBeNull(column="day"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TYPED_FALLBACKS))
+def test_other_dtypes_the_pushdown_cannot_reproduce_go_to_pandas(typed_lakehouse, gx_dir: Path, case: str) -> None:  # noqa: F811
+    result_format = {"result_format": "SUMMARY", "unexpected_index_column_names": ["flag" if "key" in case else "id"]}
+    checkpoint = make_checkpoint(gx_dir, f"edge_dtypes_{case}", [TYPED_FALLBACKS[case]], result_format)
+    pushed, plain = audit_both(typed_lakehouse, gx_dir, "edge.nulls", checkpoint)
+    assert pushed.row_metrics == "pandas"
+    assert results_json(pushed) == results_json(plain)
+
+
+@pytest.mark.parametrize("nulls", [True, False])
+def test_the_zero_row_frame_has_the_full_conversions_dtypes(nulls: bool) -> None:
+    from flows.audit.checkpoint import table_to_dataframe
+
+    table = dtypes_table(30, 0, nulls=nulls)
+    source = pushdown._SchemaOnly(table.schema)
+    source._null_counts = {name: table.column(name).null_count for name in table.schema.names}
+    assert source.frame().dtypes.to_dict() == table_to_dataframe(table).dtypes.to_dict()

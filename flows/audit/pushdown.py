@@ -75,6 +75,16 @@ _VALUE_KEYS = {
     "column_values.value_length.between": frozenset({"min_value", "max_value", "strict_min", "strict_max"}),
 }
 _SHARED_NAN = float("nan")
+# The families answered on the other column types (int64, float64 and string columns take every one): where
+# pandas' semantics are plain (null tests; equality of bools, dates, naive timestamps) and its values reproduced.
+_FAMILIES_OF_KIND = {
+    "bool": ("column_values.nonnull", "column_values.unique", "column_values.in_set"),
+    "date": ("column_values.nonnull", "column_values.unique"),
+    "timestamp": ("column_values.nonnull", "column_values.unique"),
+    "timestamptz": ("column_values.nonnull",),
+    "decimal": ("column_values.nonnull",),
+}
+_KEY_KINDS = ("int", "float", "str")  # the types a row key may have (unexpected_index_column_names)
 # GX's pandas unexpected_index_query lists every unexpected row; above this many rows it is left to pandas.
 _MAX_QUERY_ROWS = 1_000_000
 
@@ -205,6 +215,14 @@ class SqlRowMetrics:
             return "float"
         if pa.types.is_string(t) or pa.types.is_large_string(t):
             return "str"
+        if pa.types.is_boolean(t):
+            return "bool"  # bool in pandas, object (True/False/None) with nulls
+        if pa.types.is_date32(t):
+            return "date"  # object: datetime.date, None
+        if pa.types.is_timestamp(t):
+            return "timestamp" if t.tz is None else "timestamptz"  # datetime64[unit(, tz)]: Timestamp, NaT
+        if pa.types.is_decimal(t):
+            return "decimal"  # object: Decimal, None
         return None  # other types convert to pandas dtypes whose GX semantics are not reproduced here
 
     def _not_null(self, column: str) -> str:
@@ -214,7 +232,7 @@ class SqlRowMetrics:
 
     def _check(self, base: str, column: str, value_kwargs: dict[str, Any]) -> _Check | None:
         kind = self._kind(column)
-        if kind is None:
+        if kind is None or base not in _FAMILIES_OF_KIND.get(kind, MAP_METRICS):
             return None
         c = _quote(column)
         if base == "column_values.nonnull":
@@ -230,7 +248,12 @@ class SqlRowMetrics:
             if not isinstance(values, list | tuple | set):
                 return None
             values = list(values)
-            ok = all(isinstance(v, str) for v in values) if kind == "str" else all(_is_number(v) for v in values)
+            if kind == "str":
+                ok = all(isinstance(v, str) for v in values)
+            elif kind == "bool":
+                ok = all(isinstance(v, bool) for v in values)  # pandas' isin takes 1 for True; SQL does not
+            else:
+                ok = all(_is_number(v) for v in values)
             if not ok:  # mixed types: pandas' isin and SQL's IN disagree on coercions
                 return None
             if not values:
@@ -365,7 +388,7 @@ class SqlRowMetrics:
             return []
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             return None
-        if result_format.get("exclude_unexpected_values") or any(self._kind(n) is None for n in names):
+        if result_format.get("exclude_unexpected_values") or any(self._kind(n) not in _KEY_KINDS for n in names):
             return None
         return list(names)
 
@@ -464,8 +487,11 @@ class SqlRowMetrics:
         import numpy as np
 
         value = self._pandas_value(column, value)
-        if self._kind(column) == "str":
-            return value
+        kind = self._kind(column)
+        if kind == "bool" and self.null_counts()[column] == 0:
+            return np.bool_(value)
+        if kind not in ("int", "float"):
+            return value  # objects (str, bool with nulls, date, Decimal) and Timestamps as they are
         return np.float64(value) if isinstance(value, float) else np.int64(value)
 
     def _pandas_value(self, column: str, value: Any) -> Any:
@@ -473,9 +499,20 @@ class SqlRowMetrics:
         if value is None:
             # pandas hands out a new NaN per null of a float column, and the one np.nan for a string column;
             # GX counts values by identity-then-equality, so this decides its partial_unexpected_counts.
-            return _SHARED_NAN if self._kind(column) == "str" else float("nan")
+            kind = self._kind(column)
+            if kind in ("bool", "date", "decimal"):
+                return None  # object columns hold None
+            if kind in ("timestamp", "timestamptz"):
+                import pandas as pd
+
+                return pd.NaT
+            return _SHARED_NAN if kind == "str" else float("nan")
         if self._kind(column) == "float" or (self._kind(column) == "int" and self.null_counts()[column] > 0):
             return float(value)
+        if self._kind(column) == "timestamp":
+            import pandas as pd
+
+            return pd.Timestamp(value).as_unit(self.schema.field(column).type.unit)
         return value
 
     def answer(self, metric: MetricConfiguration) -> Any:
