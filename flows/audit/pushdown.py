@@ -19,6 +19,10 @@ pandas), in the BASIC/SUMMARY result formats. ``plan`` lists what a suite needs 
 then runs GX on the full pandas frame instead, so a suite never gives a different verdict because of
 where it ran. ``tests/test_audit_pushdown.py``, ``tests/test_audit_pushdown_query.py`` and
 ``tests/test_audit_speed.py`` compare both paths' GX results field by field.
+
+Column aggregates and distinct values (min, max, median, int sums and means, distinct counts and sets, the most
+common value) are decided and answered by ``pushdown_aggregates``, to which ``can_answer``, ``prefetch`` and
+``answer`` hand them (``tests/test_audit_pushdown_aggregates.py``).
 """
 
 from __future__ import annotations
