@@ -38,12 +38,12 @@ def watched_files(dataset: str, source: str | None, project: GxProject | None = 
             suite = project.suite_of(vd)
             if suite:
                 files.append(project.suite_path(suite))
-    if source:
+    if source and (source.startswith("file://") or "://" not in source):  # https://, s3://: nothing to watch
         local = Path(source.removeprefix("file://")).expanduser()
-        if local.is_file():
-            files.append(local)
-        elif local.is_dir():
+        if local.is_dir():
             files += sorted(p for p in local.rglob("*") if p.is_file())
+        elif not any(c in source for c in "*?["):  # a glob's files are read, not watched
+            files.append(local)  # watched even before it exists: its first save validates
     return list(dict.fromkeys(files))
 
 
