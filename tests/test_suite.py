@@ -159,6 +159,7 @@ def test_init_declares_and_bootstraps_everything_wap_run_needs(orders_gx: Path, 
         "checkpoint": "sales",
         "schedule": None,
         "mode": "replace",  # declared explicitly, so that users see the option
+        "key": ["order_id"],  # proposed by the profile: id-like, unique, never null
     }
     assert "titanic" in declared  # the other declarations are kept...
     assert (orders_gx / "datasets.yml").read_text().startswith("# Datasets the WAP gate knows")  # ...and the docs
@@ -180,6 +181,27 @@ def test_init_declares_and_bootstraps_everything_wap_run_needs(orders_gx: Path, 
     assert definition["data"]["batch_definition"]["name"] == "published_table"
     checkpoint = json.loads((orders_gx / "checkpoints" / "sales.json").read_text())
     assert [vd["name"] for vd in checkpoint["validation_definitions"]] == ["sales", "sales_table"]
+
+
+def test_init_proposes_a_key_only_where_the_profile_proves_one(tmp_path: Path, data: dict[str, Path]):
+    """A new dataset is declared with its key; one declared without a key keeps its declaration (the user's) and is
+    told the proposal; no id-like column that is unique and never null: no key."""
+    gx = copy_gx(tmp_path / "gx")
+    before = yaml.safe_load((gx / "datasets.yml").read_text())["datasets"]["titanic"]
+    before.pop("key", None)
+    declared = yaml.safe_load((gx / "datasets.yml").read_text())
+    declared["datasets"]["titanic"] = before
+    (gx / "datasets.yml").write_text(yaml.safe_dump(declared, sort_keys=False))
+    titanic = run_cli("suite", "init", "titanic", "--source", str(data["titanic"]), "--force", env=gx_env(gx))
+    assert_exit(titanic, 0)
+    assert "proposed key: add `key: PassengerId` to dataset titanic" in titanic.stdout
+    assert "key" not in yaml.safe_load((gx / "datasets.yml").read_text())["datasets"]["titanic"]
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text("order_id,amount\n1,2.5\n1,3.5\n2,4.0\n")
+    plain = run_cli("suite", "init", "repeated", "--source", str(repeated), env=gx_env(gx))
+    assert_exit(plain, 0)
+    assert "key" not in yaml.safe_load((gx / "datasets.yml").read_text())["datasets"]["repeated"]
+    assert "proposed key" not in plain.stdout and ", key " not in plain.stdout
 
 
 @pytest.mark.slow

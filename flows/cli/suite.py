@@ -188,7 +188,14 @@ def init(
             "updated": f"pointed dataset {dataset} in {where} at checkpoint {dataset}",
             "unchanged": f"dataset {dataset} was already declared in {where}",
         }[result.declaration]
+        if result.declaration == "added" and result.dataset.key:
+            message += f", key {', '.join(result.dataset.key)} (names failing rows in reports)"
         out.print(Text(message), soft_wrap=True)
+        if result.proposed_key:  # declared before, without a key: the user's declaration is not rewritten
+            out.print(
+                Text(f"proposed key: add `key: {result.proposed_key[0]}` to dataset {dataset} in {where}"),
+                soft_wrap=True,
+            )
         out.print(
             Text(
                 f"next: edit {display_path(result.suite_path)}, then `wap suite check {dataset} --source {source}` "

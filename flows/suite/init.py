@@ -43,6 +43,9 @@ class InitResult:
     declaration: Literal["added", "updated", "unchanged"]  # what happened to the dataset's declaration
     overwritten: list[Path]  # existing files replaced (only with force, or leftovers of an interrupted init)
     written: list[Path] = field(default_factory=list)  # every file written; empty: all were up to date
+    # The key the profile suggests (an id-like column, unique and never null): declared with a new dataset; for one
+    # already declared without a key, only proposed (its declaration is the user's).
+    proposed_key: tuple[str, ...] = ()
 
 
 # Where init stages its files, keeps its commit journals and its lock: under gx/uncommitted/, which GX's
@@ -90,8 +93,11 @@ def init_suite(
             raise DatasetError(project.datasets_error)
         existing = [p for p in (project.suite_path(dataset), project.checkpoint_path(dataset)) if p.exists()]
         declared = project.datasets.get(dataset)
+        key = proposed_key(profile)
         if declared is None:
-            spec = Dataset(dataset, source=source, table=dataset, namespace=DEFAULT_NAMESPACE, checkpoint=dataset)
+            spec = Dataset(
+                dataset, source=source, table=dataset, namespace=DEFAULT_NAMESPACE, checkpoint=dataset, key=key
+            )
             action: Literal["added", "updated", "unchanged"] = "added"
         elif declared.checkpoint != dataset:
             spec, action = dataclasses.replace(declared, checkpoint=dataset), "updated"  # audit with the new suite
@@ -118,8 +124,24 @@ def init_suite(
     _forget_cached_context(project_root)
     overwritten = [p for p in existing if p in changed]
     return InitResult(
-        spec, project.suite_path(dataset), len(suite.expectations), profile, action, overwritten, list(changed)
+        spec,
+        project.suite_path(dataset),
+        len(suite.expectations),
+        profile,
+        action,
+        overwritten,
+        list(changed),
+        proposed_key=key if not spec.key else (),
     )
+
+
+def proposed_key(profile: Profile) -> tuple[str, ...]:
+    """The first id-like column (by name: ``id``, ``PassengerId``, ``order_id`` ...) that was unique and never
+    null over every profiled row; () if none is."""
+    for c in profile.columns:
+        if c.id_like and c.unique and c.nulls == 0 and c.unique_rows_checked >= c.rows:
+            return (c.name,)
+    return ()
 
 
 def _same_content(path: Path, data: bytes) -> bool:
