@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from test_audit_pushdown import NAMESPACE, audit_both, gx_dir, make_checkpoint, results_json  # noqa: F401
+from test_audit_pushdown import WEIRD as EDGE_WEIRD
+from test_audit_pushdown import lakehouse as edge_lakehouse  # noqa: F401
 
 from flows.audit import pushdown
 from flows.lakehouse import MAIN, connect
@@ -271,3 +273,61 @@ def test_the_zero_row_frame_has_the_full_conversions_dtypes(nulls: bool) -> None
     source = pushdown._SchemaOnly(table.schema)
     source._null_counts = {name: table.column(name).null_count for name in table.schema.names}
     assert source.frame().dtypes.to_dict() == table_to_dataframe(table).dtypes.to_dict()
+
+
+def row_conditions() -> dict:
+    from great_expectations.expectations.row_conditions import Column
+
+    return {
+        "greater": Column("id") > 1500,
+        "equal_string": Column("name") == "x",
+        "not_equal_with_nan": Column("score") != 0.5,
+        "in_or_less": Column(EDGE_WEIRD).is_in(["a"]) | (Column("id") < 10),
+        "not_in_with_nulls": Column(EDGE_WEIRD).is_not_in(["a"]),
+        "is_null": Column("score").is_null(),
+        "and_of_three": Column("id").is_not_null() & (Column("name") <= "say") & (Column("score") >= 0.2),
+        "empty_set": Column("name").is_in([]),
+    }
+
+
+def conditioned_expectations(condition) -> list:
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column="score", row_condition=condition, mostly=0.5),
+        gxe.ExpectColumnValuesToNotBeNull(column=EDGE_WEIRD, row_condition=condition),
+        gxe.ExpectColumnValuesToBeUnique(column="id", row_condition=condition),
+        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0.1, max_value=0.8, row_condition=condition),
+        gxe.ExpectColumnValuesToBeInSet(column="name", value_set=["x", "O'Brien"], row_condition=condition),
+        gxe.ExpectColumnValuesToMatchRegex(column="name", regex="^[xO]", row_condition=condition),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="name", min_value=2, row_condition=condition),
+    ]
+
+
+@pytest.mark.parametrize("case", sorted(row_conditions()))
+@pytest.mark.parametrize("branch", ["edge.bad", "edge.empty"])
+def test_row_conditions_results_equal_gx_on_pandas(edge_lakehouse, gx_dir: Path, branch: str, case: str) -> None:  # noqa: F811
+    result_format = {"result_format": "SUMMARY", "unexpected_index_column_names": ["id"]}
+    expectations = conditioned_expectations(row_conditions()[case])
+    checkpoint = make_checkpoint(gx_dir, f"edge_condition_{case}", expectations, result_format)
+    pushed, plain = audit_both(edge_lakehouse, gx_dir, branch, checkpoint)
+    assert pushed.row_metrics == "duckdb" and plain.row_metrics == "pandas"
+    assert results_json(pushed) == results_json(plain)
+
+
+def refused_conditions() -> dict:
+    from great_expectations.expectations.row_conditions import Column
+
+    return {
+        "a_number_against_strings": Column("name") > 5,
+        "a_column_the_table_lacks": Column("nope") == 1,
+        "beyond_exact_floats": Column("id") == 2**60,
+    }
+
+
+@pytest.mark.parametrize("case", sorted(refused_conditions()))
+def test_row_conditions_not_reproduced_go_to_pandas(edge_lakehouse, gx_dir: Path, case: str) -> None:  # noqa: F811
+    condition = refused_conditions()[case]
+    expectations = [gxe.ExpectColumnValuesToNotBeNull(column="score", row_condition=condition)]
+    checkpoint = make_checkpoint(gx_dir, f"edge_condition_refused_{case}", expectations)
+    pushed, plain = audit_both(edge_lakehouse, gx_dir, "edge.bad", checkpoint)
+    assert pushed.row_metrics == "pandas"
+    assert [r.success for r in pushed.validation_result.results] == [r.success for r in plain.validation_result.results]

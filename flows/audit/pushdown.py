@@ -89,6 +89,9 @@ _FAMILIES_OF_KIND = {
     "decimal": ("column_values.nonnull",),
 }
 _KEY_KINDS = ("int", "float", "str")  # the types a row key may have (unexpected_index_column_names)
+# A metric's domain keys of a row condition, and the comparisons of GX's Condition objects, as SQL.
+_CONDITION_KEYS = ("row_condition", "condition_parser")
+_CONDITION_OPERATORS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "IN": "", "NOT_IN": ""}
 # GX's pandas unexpected_index_query lists every unexpected row; above this many rows it is left to pandas.
 _MAX_QUERY_ROWS = 1_000_000
 
@@ -180,6 +183,7 @@ class SqlRowMetrics:
         self.row_count = 0
         self.fingerprint = ""  # identifies this table version, like a data hash
         self._counts: dict[str, int] = {}
+        self._filtered_counts: dict[str, int] = {}  # rows kept by each row_condition (SQL) asked about
         self._sampled: dict[tuple[str, int | None, tuple[str, ...]], list[tuple[Any, ...]]] = {}
         self.failures: list[str] = []  # errors raised while GX was asking (the audit must not trust that run)
         # Null counts decide dtypes (int64 with nulls is float64 in pandas).
@@ -234,14 +238,14 @@ class SqlRowMetrics:
         # pandas treats NaN as missing; DuckDB treats it as a number.
         return f"({c} IS NOT NULL AND NOT isnan({c}))" if self._kind(column) == "float" else f"({c} IS NOT NULL)"
 
-    def _check(self, base: str, column: str, value_kwargs: dict[str, Any]) -> _Check | None:
+    def _check(self, base: str, column: str, value_kwargs: dict[str, Any], row_filter: str = "TRUE") -> _Check | None:
         kind = self._kind(column)
         if kind is None or base not in _FAMILIES_OF_KIND.get(kind, MAP_METRICS):
             return None
         c = _quote(column)
         if base == "column_values.nonnull":
-            return _Check(column, "TRUE", f"NOT {self._not_null(column)}", ())
-        domain = self._not_null(column)
+            return _Check(column, row_filter, f"NOT {self._not_null(column)}", ())
+        domain = self._not_null(column) if row_filter == "TRUE" else f"{row_filter} AND {self._not_null(column)}"
         if base == "column_values.unique":
             repeated, count = self._repeated(column, domain)
             return _Check(column, domain, f"{c} IN ({repeated})", repeated_values=True, count_sql=count)
@@ -346,13 +350,66 @@ class SqlRowMetrics:
     def _check_for(self, metric: MetricConfiguration) -> _Check | None:
         split = self._split(metric.metric_name)
         domain = _domain(metric)
-        if split is None or set(domain) != {"column"}:  # row_condition & co: not pushed down
+        if split is None or "column" not in domain or not set(domain) <= {"column", *_CONDITION_KEYS}:
+            return None
+        row_filter = self._row_filter(domain)
+        if row_filter is None:
             return None
         base, _ = split
         values = {k: v for k, v in (metric.metric_value_kwargs or {}).items() if k != "result_format"}
         if not set(values) <= _VALUE_KEYS[base]:
             return None
-        return self._check(base, domain["column"], values)
+        return self._check(base, domain["column"], values, row_filter)
+
+    def _row_filter(self, domain: dict[str, Any]) -> str | None:
+        """The rows a domain's ``row_condition`` keeps, as SQL ("TRUE" without one); None if not reproduced here.
+
+        GX 1.24's ``Condition`` objects (``Column("x") > 5``, ``==``, ``!=``, ``<``, ``<=``, ``>=``, ``is_in``,
+        ``is_not_in``, ``is_null``, ``is_not_null``, combined with ``&`` and ``|``) reach the metrics as dicts; GX's
+        pandas engine writes each as a ``DataFrame.query`` clause, where a missing value (NaN) compares False except
+        under ``!=`` and ``not in``; SQL's NULL (and DuckDB's NaN, a number there) are mapped to that. String
+        conditions (``condition_parser: pandas``) are pandas expressions, not translated."""
+        condition = domain.get("row_condition")
+        if condition is None:
+            return "TRUE"
+        if not isinstance(condition, dict) and callable(getattr(condition, "dict", None)):
+            condition = condition.dict()  # a Condition object
+        return self._condition_sql(condition) if isinstance(condition, dict) else None
+
+    def _condition_sql(self, condition: dict[str, Any]) -> str | None:
+        kind = condition.get("type")
+        if kind in ("and", "or"):
+            parts = [self._condition_sql(c) if isinstance(c, dict) else None for c in condition.get("conditions") or []]
+            if not parts or any(p is None for p in parts):
+                return None
+            return "(" + f" {kind.upper()} ".join(p for p in parts if p is not None) + ")"
+        column = (condition.get("column") or {}).get("name")
+        if not isinstance(column, str) or self._kind(column) not in _KEY_KINDS:
+            return None
+        present = self._not_null(column)
+        if kind == "nullity":
+            return f"(NOT {present})" if condition.get("is_null") else present
+        if kind != "comparison":
+            return None  # pass_through: a pandas expression
+        operator, parameter = condition.get("operator"), condition.get("parameter")
+        listed = operator in ("IN", "NOT_IN")
+        values: list[Any] = list(parameter) if listed and isinstance(parameter, list | tuple | set) else [parameter]
+        if self._kind(column) == "str":
+            same_type = all(isinstance(v, str) for v in values)
+        else:  # numbers: within 2**53, where an int64 read as float64 (nulls) is still the same number
+            same_type = all(_is_number(v) and abs(v) < 2**53 for v in values)
+        literals = [_sql_value(v) for v in values]
+        if not same_type or any(v is None for v in literals) or operator not in _CONDITION_OPERATORS:
+            return None
+        c = _quote(column)
+        if listed:
+            if not literals:
+                return "FALSE" if operator == "IN" else "TRUE"
+            test = f"{c} {'IN' if operator == 'IN' else 'NOT IN'} ({', '.join(str(v) for v in literals)})"
+        else:
+            test = f"{c} {_CONDITION_OPERATORS[operator]} {literals[0]}"
+        # A missing value: False for pandas' comparisons, True for its != and not in.
+        return f"(NOT {present} OR {test})" if operator in ("!=", "NOT_IN") else f"({present} AND {test})"
 
     def can_answer(self, metric: MetricConfiguration) -> bool:
         from flows.audit import pushdown_aggregates  # column aggregates and distinct values (min, mode, sets...)
@@ -361,7 +418,12 @@ class SqlRowMetrics:
             return pushdown_aggregates.can_answer(self, metric)
         name = metric.metric_name
         if name == "table.row_count":
-            return not _domain(metric) and not metric.metric_value_kwargs
+            domain = _domain(metric)
+            return (
+                set(domain) <= set(_CONDITION_KEYS)
+                and self._row_filter(domain) is not None
+                and not metric.metric_value_kwargs
+            )
         split = self._split(name)
         if split is None or self._check_for(metric) is None:
             return False
@@ -525,7 +587,15 @@ class SqlRowMetrics:
         if pushdown_aggregates.handles(metric):
             return pushdown_aggregates.answer(self, metric)
         if metric.metric_name == "table.row_count":
-            return self.row_count
+            row_filter = self._row_filter(_domain(metric))
+            if row_filter == "TRUE" or self.row_count == 0:
+                return self.row_count
+            if row_filter is None:
+                raise PushdownError(f"cannot compute {metric.metric_name} for {metric.metric_domain_kwargs}")
+            if row_filter not in self._filtered_counts:  # the rows a row_condition keeps
+                sql = f"SELECT count(*) FROM {self._relation()} WHERE {row_filter}"
+                self._filtered_counts[row_filter] = int(self._rows(sql, [])[0][0])
+            return self._filtered_counts[row_filter]
         check = self._check_for(metric)
         split = self._split(metric.metric_name)
         if check is None or split is None or not self.can_answer(metric):
