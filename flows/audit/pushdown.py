@@ -15,7 +15,10 @@ counts and samples cross the network).
 
 Only metrics whose pandas semantics are reproduced exactly are answered (``SqlRowMetrics.can_answer``):
 null, set, range and uniqueness checks on int64, float64 and string columns (NaN counts as null, as in
-pandas), in the BASIC/SUMMARY result formats. ``plan`` lists what a suite needs beyond that; the audit
+pandas), regex checks whose pattern RE2 reads as Python does (``re2_pattern``) and value lengths on strings,
+null checks and some equality checks on bool, date, timestamp and decimal columns (``_FAMILIES_OF_KIND``),
+GX's ``Condition`` row conditions, failing rows named by key columns, in the BASIC/SUMMARY result formats.
+``plan`` lists what a suite needs beyond that; the audit
 then runs GX on the full pandas frame instead, so a suite never gives a different verdict because of
 where it ran. ``tests/test_audit_pushdown.py``, ``tests/test_audit_pushdown_query.py`` and
 ``tests/test_audit_speed.py`` compare both paths' GX results field by field.
