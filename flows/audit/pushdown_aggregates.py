@@ -84,7 +84,7 @@ def handles(metric: MetricConfiguration) -> bool:
 
 
 def _kind(source: RowMetricsSource, column: str) -> str | None:
-    """"int", "float" or "str" (int64, float64, string columns); None for any other type, which is not answered."""
+    """ "int", "float" or "str" (int64, float64, string columns); None for any other type, which is not answered."""
     return source._kind(column)
 
 
@@ -199,27 +199,30 @@ def _expressions(source: RowMetricsSource, metric: MetricConfiguration) -> list[
     """The scalars ``metric`` needs: (cache key, SQL aggregate, bound parameters)."""
     column = _domain(metric)["column"]
     c, nn = _quote(column), _not_null(source, column)
+    # The values pandas keeps (NaN made NULL, which every aggregate skips): a CASE costs DuckDB less than a
+    # FILTER clause, 2.5x less for the quantiles (10M rows: 0.37 vs 0.92 s of CPU).
+    kept = f"CASE WHEN NOT isnan({c}) THEN {c} END" if _kind(source, column) == "float" else c
     name = metric.metric_name
     key = f"{column}\0"
-    count = (key + "count", f"count(*) FILTER (WHERE {nn})", ())
+    count = (key + "count", f"count({kept})", ())
     if name in ("column.min", "column.max"):
-        return [(key + name, f"{name[7:]}({c}) FILTER (WHERE {nn})", ())]
+        return [(key + name, f"{name[7:]}({kept})", ())]
     if name in ("column.sum", "column.mean"):
-        return [count, (key + "sum", f"CAST(sum({c}) FILTER (WHERE {nn}) AS VARCHAR)", ())]
+        return [count, (key + "sum", f"CAST(sum({kept}) AS VARCHAR)", ())]
     if name == "column.median":
-        x = f"CAST({c} AS DOUBLE)"
+        x = f"CAST({kept} AS DOUBLE)"
         # DuckDB's quantile_disc(x, 0.5) is the lower middle value; on -x it is minus the upper one.
         return [
             count,
-            (key + "median_low", f"quantile_disc({x}, 0.5) FILTER (WHERE {nn})", ()),
-            (key + "median_high", f"-quantile_disc(-{x}, 0.5) FILTER (WHERE {nn})", ()),
+            (key + "median_low", f"quantile_disc({x}, 0.5)", ()),
+            (key + "median_high", f"-quantile_disc(-{x}, 0.5)", ()),
         ]
+    distinct = (key + "distinct", f"count(DISTINCT {kept})", ())
     if name in ("column.distinct_values.count", "column.unique_proportion"):
-        return [count, (key + "distinct", f"count(DISTINCT {c}) FILTER (WHERE {nn})", ())]
+        return [count, distinct]
     if name in SET_METRICS:
         values = _value_set(source, column, metric) or []
         set_key = key + repr(values)
-        distinct = (key + "distinct", f"count(DISTINCT {c}) FILTER (WHERE {nn})", ())
         if not values:
             return [distinct, (set_key + "\0outside", distinct[1], ())]
         bound = source._bind(values)
