@@ -187,3 +187,12 @@ def test_a_kept_failed_branch_comes_with_a_query_per_rule_that_lists_its_rows(tm
     report = latest_artifact("titanic-validation")["data"]
     assert "Its failing rows, rule by rule" in report and f"--ref {branch}" in report
     assert "at rows PassengerId " in report
+
+
+def test_wap_validate_names_failing_rows_by_key(isolated_gx, tmp_path, bad_sex):
+    source = tmp_path / "bad.parquet"
+    pq.write_table(bad_sex, source)
+    said = run_cli("validate", "titanic", "--source", str(source), "--lakehouse", str(tmp_path / "lake"))
+    assert said.returncode == 1, said.stdout + said.stderr
+    ids = ", ".join(map(str, _bad_sex(bad_sex)[:5]))
+    assert f"at rows PassengerId {ids}" in " ".join((said.stdout + said.stderr).split())

@@ -40,7 +40,11 @@ def validate_source(
     ns, table = dataset.namespace, dataset.table
     if client is None or not client.has_table(table, MAIN, namespace=ns):
         return run_checkpoint(
-            table_to_dataframe(read_source(source)), dataset.checkpoint, gx_dir=gx_dir, run_name=run_name
+            table_to_dataframe(read_source(source)),
+            dataset.checkpoint,
+            gx_dir=gx_dir,
+            run_name=run_name,
+            key_columns=dataset.key,
         )
     main = f"{MAIN}@{client.get_branch(MAIN).hash}"  # one commit for every read below
     used = checkpoint_parameters(dataset.checkpoint, gx_dir)
@@ -58,7 +62,7 @@ def validate_source(
         whole = pa.concat_tables([published, batch.cast(published.schema)])
         return run_checkpoint(
             table_to_dataframe(batch), dataset.checkpoint, table=table_to_dataframe(whole, consume=True),
-            baseline=baseline, gx_dir=gx_dir, run_name=run_name,
+            baseline=baseline, gx_dir=gx_dir, run_name=run_name, key_columns=dataset.key,
         )  # fmt: skip
     arrow = read_source(source)
     new_columns = [c for c in arrow.schema.names if c not in baseline.parameters["main_columns"]]
@@ -66,5 +70,10 @@ def validate_source(
         own = measure_frame(arrow.select(new_columns), measured=source, wanted=set(used)).parameters
         baseline.parameters.update({k: v for k, v in own.items() if k not in baseline.parameters})
     return run_checkpoint(
-        table_to_dataframe(arrow), dataset.checkpoint, baseline=baseline, gx_dir=gx_dir, run_name=run_name
+        table_to_dataframe(arrow),
+        dataset.checkpoint,
+        baseline=baseline,
+        gx_dir=gx_dir,
+        run_name=run_name,
+        key_columns=dataset.key,
     )
