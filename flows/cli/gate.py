@@ -322,6 +322,9 @@ def validate(
             from flows.reports.docs_site import docs_text
 
             out.print(f"data docs: {docs_text(result.data_docs_url)}", soft_wrap=True)
+        from flows.audit.files import row_metrics_line
+
+        out.print(row_metrics_line(result), markup=False, highlight=False, soft_wrap=True)
         if not result.success:
             fail(f"blocked: {dataset}: {summarize_failures(result)}", EXIT_BLOCKED)
         stats = result.statistics
