@@ -337,7 +337,12 @@ def test_a_group_with_on_failure_inspect_keeps_its_branch(tmp_path):
     line = last_line(result)
     assert f"kept branch {branch} for inspection" in line and "FROM shop.orders" in line
     assert connect("local", lake).has_branch(branch)
-    assert "is kept for inspection" in latest_artifact("shop-validation")["data"]
+    report = latest_artifact("shop-validation")["data"]
+    assert "is kept for inspection" in report
+    # The failed member's rule, listed by its key on the kept branch (the group's report and the run's log).
+    said = result.stdout + result.stderr
+    assert "failing rows of expect_column_values_to_be_between (total): wap query" in said
+    assert "Its failing rows, rule by rule" in report and "SELECT id, total FROM shop.orders WHERE" in report
 
 
 @pytest.mark.parametrize(
