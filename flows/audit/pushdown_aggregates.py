@@ -14,6 +14,8 @@ Only what is reproduced bit for bit is answered; the rest stays on pandas (``can
   in a double (``rows * max|value| < 2**53``, from the Parquet footers or one min/max query): then the float
   sum is the exact integer sum, and ``sum / n`` rounds once, as in numpy. An int64 sum without nulls wraps as
   numpy's does;
+* (not checked) a float column holding both 0.0 and -0.0: pandas keeps the sign of the one it meets first as the
+  min, max, mode or distinct value, DuckDB the one its scan meets first, which may print differently (-0.0);
 * the standard deviation and quantile values (numpy's rounding of deviations and of ``q * 100`` is not
   reproduced), string min/max, and any domain other than one column (row conditions).
 
