@@ -331,3 +331,53 @@ def test_row_conditions_not_reproduced_go_to_pandas(edge_lakehouse, gx_dir: Path
     pushed, plain = audit_both(edge_lakehouse, gx_dir, "edge.bad", checkpoint)
     assert pushed.row_metrics == "pandas"
     assert [r.success for r in pushed.validation_result.results] == [r.success for r in plain.validation_result.results]
+
+
+def compound_expectations() -> list:
+    from great_expectations.expectations.row_conditions import Column
+
+    return [
+        # name x weird repeats; id x score repeats where the bad files repeat an id (nulls and NaN among them).
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["name", EDGE_WEIRD]),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["id", "score"]),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["score", EDGE_WEIRD], ignore_row_if="any_value_is_missing"),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["score", EDGE_WEIRD], ignore_row_if="never", mostly=0.1),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["id", "name"], row_condition=Column("id") > 1500),
+    ]
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+@pytest.mark.parametrize("branch", ["edge.good", "edge.bad", "edge.empty"])
+def test_compound_uniqueness_equals_gx_on_pandas(edge_lakehouse, gx_dir: Path, branch: str, keyed: bool) -> None:  # noqa: F811
+    result_format = {"result_format": "SUMMARY", **({"unexpected_index_column_names": ["id"]} if keyed else {})}
+    checkpoint = make_checkpoint(gx_dir, f"edge_compound_{keyed}", compound_expectations(), result_format)
+    pushed, plain = audit_both(edge_lakehouse, gx_dir, branch, checkpoint)
+    assert pushed.row_metrics == "duckdb" and plain.row_metrics == "pandas"
+    assert results_json(pushed) == results_json(plain)
+    failed = [e for e in pushed.failed if e.expectation_type == "expect_compound_columns_to_be_unique"]
+    # The cases discriminate: the id pairs hold on the good branch, every rule fails on the bad one.
+    expected = {"edge.good": 3, "edge.bad": 5, "edge.empty": 0}[branch]
+    assert len(failed) == expected
+
+
+@pytest.fixture(scope="module")
+def nan_lakehouse(tmp_path_factory: pytest.TempPathFactory):
+    """A float column whose NaN and null partner the same value: one repeated tuple to pandas (both missing)."""
+    root = tmp_path_factory.mktemp("lhnan")
+    client = connect("local", root / "lakehouse")
+    client.create_branch("edge.nan", MAIN)
+    source = root / "nan.parquet"
+    x = pa.array([float("nan"), None, 1.0, 1.0, 2.0, -0.0, 0.0], pa.float64())  # NaN stays NaN in the file
+    pq.write_table(pa.table({"id": pa.array(range(7), pa.int64()), "x": x, "y": list("aabcdee")}), source)
+    client.create_table("edge", str(source), branch="edge.nan", namespace=NAMESPACE)
+    client.import_data("edge", str(source), branch="edge.nan", namespace=NAMESPACE)
+    return client
+
+
+def test_compound_uniqueness_takes_nan_and_null_alike(nan_lakehouse, gx_dir: Path) -> None:  # noqa: F811
+    rules = [gxe.ExpectCompoundColumnsToBeUnique(column_list=["x", "y"], ignore_row_if="never")]
+    checkpoint = make_checkpoint(gx_dir, "edge_compound_nan", rules, {"result_format": "SUMMARY"})
+    pushed, plain = audit_both(nan_lakehouse, gx_dir, "edge.nan", checkpoint)
+    assert pushed.row_metrics == "duckdb"
+    assert results_json(pushed) == results_json(plain)
+    assert pushed.failed[0].partial_unexpected_index_list[:2] == [0, 1]

@@ -92,6 +92,8 @@ _FAMILIES_OF_KIND = {
     "decimal": ("column_values.nonnull",),
 }
 _KEY_KINDS = ("int", "float", "str")  # the types a row key may have (unexpected_index_column_names)
+_COMPOUND = "compound_columns.unique"  # expect_compound_columns_to_be_unique's multicolumn map metric
+_IGNORE_ROW_IF = ("never", "all_values_are_missing", "any_value_is_missing")
 # A metric's domain keys of a row condition, and the comparisons of GX's Condition objects, as SQL.
 _CONDITION_KEYS = ("row_condition", "condition_parser")
 _CONDITION_OPERATORS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "IN": "", "NOT_IN": ""}
@@ -420,6 +422,8 @@ class SqlRowMetrics:
         if pushdown_aggregates.handles(metric):
             return pushdown_aggregates.can_answer(self, metric)
         name = metric.metric_name
+        if name.startswith(_COMPOUND + "."):
+            return self._compound_can_answer(metric)
         if name == "table.row_count":
             domain = _domain(metric)
             return (
@@ -431,8 +435,11 @@ class SqlRowMetrics:
         if split is None or self._check_for(metric) is None:
             return False
         suffix = split[1]
-        if suffix == "unexpected_count":
-            return True
+        return suffix == "unexpected_count" or self._can_sample(suffix, metric)
+
+    def _can_sample(self, suffix: str, metric: MetricConfiguration) -> bool:
+        """Whether a map metric's samples (values, row positions or keys, the index query) are answered for the
+        metric's result format."""
         value_kwargs: dict[str, Any] = metric.metric_value_kwargs or {}
         result_format = value_kwargs.get("result_format") or {}
         if not isinstance(result_format, dict):
@@ -442,11 +449,117 @@ class SqlRowMetrics:
             # unexpected row's position.
             return result_format.get("return_unexpected_index_query") is not True or self.row_count <= _MAX_QUERY_ROWS
         return (
-            result_format.get("result_format") in ("BASIC", "SUMMARY")
+            suffix in ("unexpected_values", "unexpected_index_list")
+            and result_format.get("result_format") in ("BASIC", "SUMMARY")
             and self._key_columns(result_format) is not None
             and not result_format.get("include_unexpected_rows")
             and isinstance(result_format.get("partial_unexpected_count"), int)
         )
+
+    # ---------------------------------------------------------------- compound uniqueness (several columns)
+
+    def _compound(self, metric: MetricConfiguration) -> tuple[list[str], str] | None:
+        """``expect_compound_columns_to_be_unique``'s columns and the SQL of the rows GX's pandas metric looks at
+        (its ``row_condition``, then ``ignore_row_if``'s ``dropna``); None if not reproduced here."""
+        domain = _domain(metric)
+        columns = domain.get("column_list")
+        if not set(domain) <= {"column_list", "ignore_row_if", *_CONDITION_KEYS} or not isinstance(columns, list):
+            return None
+        if not columns or len(set(columns)) != len(columns) or any(self._kind(c) not in _KEY_KINDS for c in columns):
+            return None
+        row_filter = self._row_filter(domain)
+        present = [self._not_null(c) for c in columns]
+        ignore = domain.get("ignore_row_if", "never")
+        if row_filter is None or ignore not in _IGNORE_ROW_IF:
+            return None
+        kept = {
+            "never": "TRUE",
+            "all_values_are_missing": " OR ".join(present),
+            "any_value_is_missing": " AND ".join(present),
+        }
+        return columns, f"({row_filter}) AND ({kept[ignore]})"
+
+    def _compound_groups(self, columns: list[str], domain: str) -> str:
+        """The column tuples occurring more than once among the domain's rows, with their counts. pandas'
+        ``duplicated`` takes missing values as equal (NaN and null alike), as GROUP BY does NULLs."""
+        keys = ", ".join(self._group_value(c) + f" AS __wap_k{i}" for i, c in enumerate(columns))
+        grouped = ", ".join(f"__wap_k{i}" for i in range(len(columns)))
+        return (
+            f"SELECT {grouped}, count(*) AS __wap_n FROM (SELECT {keys} FROM {self._relation()} WHERE {domain}) "
+            f"GROUP BY {grouped} HAVING count(*) > 1"
+        )
+
+    def _group_value(self, column: str) -> str:
+        c = _quote(column)
+        return f"CASE WHEN isnan({c}) THEN NULL ELSE {c} END" if self._kind(column) == "float" else c
+
+    def _compound_can_answer(self, metric: MetricConfiguration) -> bool:
+        suffix = metric.metric_name[len(_COMPOUND) + 1 :]
+        if self._compound(metric) is None:
+            return False
+        return suffix in ("unexpected_count", "filtered_row_count") or self._can_sample(suffix, metric)
+
+    def _compound_rows(self, columns: list[str], domain: str, limit: int | None, keys: tuple[str, ...]) -> list[Any]:
+        """The first ``limit`` rows holding a repeated tuple, in scan order: (position, *columns, *keys)."""
+        cache_key = (json.dumps([_COMPOUND, columns, domain]), limit, keys)
+        if cache_key not in self._sampled:
+            if self.row_count == 0 or (limit is not None and limit <= 0):
+                return []
+            on = " AND ".join(
+                f"{self._group_value(c)} IS NOT DISTINCT FROM g.__wap_k{i}" for i, c in enumerate(columns)
+            )
+            selected = ", ".join(f"r.{_quote(c)}" for c in (*columns, *keys))
+            sql = (
+                f"SELECT r.__wap_row, {selected} FROM (SELECT * FROM {self._positioned()} WHERE {domain}) AS r "
+                f"JOIN ({self._compound_groups(columns, domain)}) AS g ON {on} ORDER BY r.__wap_row"
+            )
+            if limit is not None:
+                sql += f" LIMIT {int(limit)}"
+            self._sampled[cache_key] = [(int(r[0]), *r[1:]) for r in self._rows(sql, [])]
+        return self._sampled[cache_key]
+
+    def _compound_answer(self, metric: MetricConfiguration) -> Any:
+        compound = self._compound(metric) if self._compound_can_answer(metric) else None
+        if compound is None:
+            raise PushdownError(f"cannot compute {metric.metric_name} for {metric.metric_domain_kwargs}")
+        columns, domain = compound
+        suffix = metric.metric_name[len(_COMPOUND) + 1 :]
+        if suffix in ("unexpected_count", "filtered_row_count"):
+            if self.row_count == 0:
+                return 0
+            if suffix == "filtered_row_count":
+                sql = f"SELECT count(*) FROM {self._relation()} WHERE {domain}"
+            else:
+                sql = f"SELECT coalesce(sum(__wap_n), 0) FROM ({self._compound_groups(columns, domain)})"
+            key = json.dumps([_COMPOUND, suffix, columns, domain])
+            if key not in self._counts:
+                self._counts[key] = int(self._rows(sql, [])[0][0])
+            return self._counts[key]
+        result_format = metric.metric_value_kwargs["result_format"]
+        if suffix == "unexpected_index_query":
+            if result_format.get("return_unexpected_index_query") is not True:
+                return None
+            return f"df.filter(items={[row[0] for row in self._compound_rows(columns, domain, None, ())]}, axis=0)"
+        partial = result_format["partial_unexpected_count"]
+        if suffix == "unexpected_values":
+            from great_expectations.constants import MAX_RESULT_RECORDS
+
+            # pandas' to_dict("records"): one dict per row, Python values as the full frame holds them.
+            rows = self._compound_rows(columns, domain, min(partial, MAX_RESULT_RECORDS), ())
+            return [{c: self._pandas_value(c, v) for c, v in zip(columns, row[1:], strict=True)} for row in rows]
+        keys = self._key_columns(result_format)
+        if not keys:
+            return [row[0] for row in self._compound_rows(columns, domain, partial, ())]
+        others = tuple(k for k in dict.fromkeys(keys) if k not in columns)
+        named = []
+        for row in self._compound_rows(columns, domain, partial, others):
+            values = dict(zip((*columns, *others), row[1:], strict=True))
+            record = {}
+            for column in columns:  # GX's pandas order: each checked column, then every key column after it
+                record[column] = self._cell(column, values[column])
+                record.update({k: self._cell(k, values[k]) for k in keys})
+            named.append(record)
+        return named
 
     def _key_columns(self, result_format: dict[str, Any]) -> list[str] | None:
         """The result format's ``unexpected_index_column_names`` (the columns naming a failing row in GX's
@@ -589,6 +702,8 @@ class SqlRowMetrics:
 
         if pushdown_aggregates.handles(metric):
             return pushdown_aggregates.answer(self, metric)
+        if metric.metric_name.startswith(_COMPOUND + "."):
+            return self._compound_answer(metric)
         if metric.metric_name == "table.row_count":
             row_filter = self._row_filter(_domain(metric))
             if row_filter == "TRUE" or self.row_count == 0:
