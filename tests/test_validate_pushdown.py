@@ -143,3 +143,27 @@ def test_wap_validate_says_duckdb_computed_the_row_metrics(tmp_path, gx_dir) -> 
     assert "row metrics: titanic: computed by DuckDB over the file" in done.stdout
     assert "titanic_table: computed by DuckDB over the file" in done.stdout
     assert os.environ.get("WAP_AUDIT_PUSHDOWN") != "always"  # run_cli's env did not leak
+
+
+def test_the_files_facts_equal_those_of_the_frame_and_the_table(tmp_path) -> None:
+    """Every fact (wanted=None), not only those the titanic suite uses: a first run's are the pandas frame's (an
+    int64 column with nulls measured as float64), a new column's the Arrow table's."""
+    from flows.audit.baseline import measure_frame
+    from flows.audit.checkpoint import table_to_dataframe
+    from flows.audit.file_metrics import SourceFileMetrics
+    from flows.lakehouse.sources import open_source, read_source
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(edgy_titanic(2000), path, row_group_size=700)
+    arrow = read_source(str(path))
+    with open_source(str(path)) as opened:
+        metrics = SourceFileMetrics(opened)
+        try:
+            first = metrics.measure(measured="m", wanted=None, as_frame=True).parameters
+            new = metrics.measure(measured="m", wanted=None, columns=["PassengerId", "Name"]).parameters
+        finally:
+            metrics.close()
+    assert first == measure_frame(table_to_dataframe(arrow), measured="m").parameters
+    assert isinstance(first["main_passengerid_max"], float)  # the column has a null: float64 in pandas
+    assert new == measure_frame(arrow.select(["PassengerId", "Name"]), measured="m").parameters
+    assert isinstance(new["main_passengerid_max"], int)
