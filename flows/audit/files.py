@@ -99,6 +99,7 @@ def _validate_on_duckdb(
     """Replace mode (or a first run) with the row metrics from DuckDB over the file; None where the audit's rule
     would not try the pushdown (``never``; ``auto`` below ``PUSHDOWN_MIN_ROWS`` rows) or it cannot read the file."""
     import time
+    import urllib.parse
 
     import duckdb
     import pyarrow as pa
@@ -119,13 +120,14 @@ def _validate_on_duckdb(
     )
     from flows.audit.file_metrics import SourceFileMetrics
     from flows.audit.pushdown import PushdownError, plan
-    from flows.lakehouse.sources import open_source
+    from flows.lakehouse.sources import CSV_SUFFIXES, open_source
 
     mode = os.environ.get("WAP_AUDIT_PUSHDOWN", "auto")
     if mode not in PUSHDOWN_MODES:
         raise AuditConfigError(f"WAP_AUDIT_PUSHDOWN must be one of {', '.join(PUSHDOWN_MODES)}, got {mode!r}")
-    if mode == "never":
-        return None
+    scheme = urllib.parse.urlparse(source).scheme.lower()
+    if mode == "never" or scheme not in ("", "file") or source.lower().endswith(CSV_SUFFIXES):
+        return None  # not opened at all: a remote source would be downloaded twice, a CSV inferred twice
     with open_source(source) as opened:
         try:
             metrics = SourceFileMetrics(opened)
